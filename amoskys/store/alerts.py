@@ -1,0 +1,124 @@
+"""Detections, alerts and analyst feedback in the store.
+
+Detections are every scored row, compactly; alerts are what an analyst looks at;
+feedback is the analyst's verdict on an alert, which later becomes a training label.
+Writes go through the store's single writer, so they are durable when these return.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from amoskys.errors import InputError
+from amoskys.store.store import Store
+from amoskys.timeutil import now_ns
+
+
+@dataclass(frozen=True)
+class Detection:
+    host: str
+    ts_ns: int
+    model_set: str
+    score: float  # 0-100, calibrated
+    level: str
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Alert:
+    host: str
+    start_ns: int
+    end_ns: int
+    peak_score: float
+    level: str
+    status: str = "open"
+    details: dict = field(default_factory=dict)
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Feedback:
+    alert_id: int
+    verdict: bool  # True: a real incident; False: a false alarm
+    analyst: str
+    note: str = ""
+    created_ns: int = 0
+
+
+def write_detections(store: Store, detections: list[Detection]) -> int:
+    """Store scored rows; a row already stored for the same host, time and model set is kept. Returns new rows."""
+
+    def job(conn) -> int:
+        rows = [
+            (store.host_id(conn, d.host), d.ts_ns, d.model_set, d.score, d.level, json.dumps(d.details))
+            for d in detections
+        ]
+        sql = "INSERT OR IGNORE INTO detections(host_id, ts_ns, model_set, score, level, details) VALUES (?, ?, ?, ?, ?, ?)"
+        return conn.executemany(sql, rows).rowcount
+
+    return store.run_in_writer(job)
+
+
+def read_detections(store: Store, host: str, since_ns: int = 0) -> list[Detection]:
+    rows = store.reader().execute(
+        "SELECT h.name, d.ts_ns, d.model_set, d.score, d.level, d.details FROM detections d "
+        "JOIN hosts h ON h.id = d.host_id WHERE h.name = ? AND d.ts_ns >= ? ORDER BY d.ts_ns",
+        (host, since_ns),
+    )
+    return [Detection(*row[:5], details=json.loads(row[5])) for row in rows]
+
+
+def save_alert(store: Store, alert: Alert) -> int:
+    """Insert a new alert (id None) or update an existing one; returns its id."""
+
+    def job(conn) -> int:
+        values = (alert.end_ns, alert.peak_score, alert.level, alert.status, json.dumps(alert.details))
+        if alert.id is None:
+            return conn.execute(
+                "INSERT INTO alerts(host_id, start_ns, end_ns, peak_score, level, status, details) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (store.host_id(conn, alert.host), alert.start_ns, *values),
+            ).lastrowid
+        cursor = conn.execute(
+            "UPDATE alerts SET end_ns = ?, peak_score = ?, level = ?, status = ?, details = ? WHERE id = ?",
+            (*values, alert.id),
+        )
+        if cursor.rowcount == 0:
+            raise InputError(f"no alert {alert.id} to update")
+        return alert.id
+
+    return store.run_in_writer(job)
+
+
+def read_alerts(store: Store, status: str | None = None) -> list[Alert]:
+    rows = store.reader().execute(
+        "SELECT h.name, a.start_ns, a.end_ns, a.peak_score, a.level, a.status, a.details, a.id FROM alerts a "
+        "JOIN hosts h ON h.id = a.host_id WHERE ? IS NULL OR a.status = ? ORDER BY a.start_ns, a.id",
+        (status, status),
+    )
+    return [Alert(*row[:6], details=json.loads(row[6]), id=row[7]) for row in rows]
+
+
+def add_feedback(store: Store, alert_id: int, verdict: bool, analyst: str, note: str = "") -> Feedback:
+    """Record an analyst's verdict on an alert."""
+    feedback = Feedback(alert_id, verdict, analyst, note, now_ns())
+
+    def job(conn) -> None:
+        if conn.execute("SELECT 1 FROM alerts WHERE id = ?", (alert_id,)).fetchone() is None:
+            raise InputError(f"no alert {alert_id}")
+        conn.execute(
+            "INSERT INTO feedback(alert_id, verdict, analyst, note, created_ns) VALUES (?, ?, ?, ?, ?)",
+            (alert_id, int(verdict), analyst, note, feedback.created_ns),
+        )
+
+    store.run_in_writer(job)
+    return feedback
+
+
+def read_feedback(store: Store, alert_id: int | None = None) -> list[Feedback]:
+    rows = store.reader().execute(
+        "SELECT alert_id, verdict, analyst, note, created_ns FROM feedback WHERE ? IS NULL OR alert_id = ? ORDER BY id",
+        (alert_id, alert_id),
+    )
+    return [Feedback(a, bool(v), who, note, ts) for a, v, who, note, ts in rows]

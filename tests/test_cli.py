@@ -1,0 +1,108 @@
+"""The `amoskys` command as a user runs it: the installed console script, in a subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+AMOSKYS = str(Path(sys.executable).parent / "amoskys")
+SMALL = ["--hosts", "2", "--duration", "900", "--seed", "3"]
+
+
+def amoskys(*args, cwd=None, ok=True):
+    proc = subprocess.run([AMOSKYS, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_help_lists_every_command():
+    out = amoskys("--help").stdout
+    for command in ("run", "simulate", "store"):
+        assert f"    {command}" in out
+
+
+@pytest.mark.parametrize(
+    "command, options",
+    [
+        (["run"], ["--store", "--hosts", "--duration", "--seed"]),
+        (["simulate"], ["--hosts", "--duration", "--seed", "--store", "--out", "--start", "--interval"]),
+        (["store", "stats"], ["--store", "--json"]),
+        (["store", "query"], ["--store", "--host", "--since", "--until", "--limit", "--json"]),
+    ],
+)
+def test_each_command_explains_its_options(command, options):
+    out = amoskys(*command, "--help").stdout
+    for option in options:
+        assert option in out
+
+
+def test_simulate_into_a_store_then_inspect_it(tmp_path):
+    store = tmp_path / "s.db"
+    out = amoskys("simulate", *SMALL, "--store", store).stdout
+    assert "data_source: simulated" in out and "360 stored" in out
+
+    stats = json.loads(amoskys("store", "stats", "--store", store, "--json").stdout)
+    assert stats["counts"]["host_metrics"] == 360 and stats["counts"]["hosts"] == 2
+    assert stats["data_source"] == "simulated" and stats["journal_mode"] == "wal"
+
+    lines = amoskys("store", "query", "--store", store, "--host", "sim-host-01", "--since",
+                    "2026-01-01T00:10:00Z", "--json").stdout.splitlines()  # fmt: skip
+    rows = [json.loads(line) for line in lines]
+    assert len(rows) == 60  # the last 5 of 15 minutes at 5 s
+    assert rows[0]["ts"] == "2026-01-01T00:10:00Z" and 0 <= rows[0]["metrics"]["cpu_user_pct"] <= 100
+
+    text = amoskys("store", "query", "--store", store, "--host", "sim-host-01", "--limit", "3").stdout
+    assert len(text.splitlines()) == 4 and "cpu_user_pct" in text.splitlines()[0]
+
+
+def test_run_is_idempotent_under_the_same_seed(tmp_path):
+    first = amoskys("run", "--store", tmp_path / "r.db", *SMALL).stdout
+    again = amoskys("run", "--store", tmp_path / "r.db", *SMALL).stdout
+    assert "360 stored, 0 already there" in first
+    assert "0 stored, 360 already there" in again and "snapshots    360" in again
+
+
+def test_default_store_lives_under_data_in_the_working_directory(tmp_path):
+    amoskys("simulate", *SMALL, cwd=tmp_path)
+    assert (tmp_path / "data" / "amoskys.db").is_file()
+
+
+def test_simulate_to_parquet_is_labeled_and_deterministic(tmp_path):
+    amoskys("simulate", *SMALL, "--out", tmp_path / "a.parquet")
+    amoskys("simulate", *SMALL, "--out", tmp_path / "b.parquet")
+    a, b = pq.read_table(tmp_path / "a.parquet"), pq.read_table(tmp_path / "b.parquet")
+    assert a.equals(b)
+    assert a.schema.metadata[b"data_source"] == b"simulated"
+    assert {"host", "ts_ns", "label", "incident", "cpu_user_pct"} <= set(a.column_names)
+    incidents = pq.read_table(tmp_path / "a.incidents.parquet")
+    assert incidents.column_names == ["host", "kind", "start_ns", "end_ns"]
+    assert incidents.schema.metadata[b"data_source"] == b"simulated"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["store", "stats", "--store", "{tmp}/missing.db"], "no store at"),
+        (["store", "stats", "--store", "{tmp}/notes.txt"], "not an AMOSKYS store"),
+        (["store", "stats", "--store", "{tmp}"], "is a folder"),
+        (["store", "query", "--store", "{tmp}/s.db", "--host", "nope"], "no host 'nope'"),
+        (["store", "query", "--store", "{tmp}/s.db", "--host", "sim-host-00", "--since", "yesterday"], "cannot read time"),
+        (["simulate", "--hosts", "0", "--store", "{tmp}/x.db"], "hosts"),
+        (["simulate", "--out", "{tmp}/x.csv"], ".parquet"),
+        (["--config", "{tmp}/bad.toml", "store", "stats"], "store.pth"),
+        (["simulate", "--store", "{tmp}/notes.txt/x.db", "--hosts", "1", "--duration", "60"], "cannot create"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    (tmp_path / "bad.toml").write_text("[store]\npth = 'x'\n")
+    amoskys("simulate", "--hosts", "1", "--duration", "60", "--store", tmp_path / "s.db")
+    proc = amoskys(*(a.format(tmp=tmp_path) for a in args), ok=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"
