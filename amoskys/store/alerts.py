@@ -49,12 +49,16 @@ class Feedback:
 def write_detections(store: Store, detections: list[Detection]) -> int:
     """Store scored rows; a row already stored for the same host, time and model set is kept. Returns new rows."""
 
+    for d in detections:
+        if not 0 <= d.score <= 100:
+            raise InputError(f"detection score {d.score} for {d.host} is outside 0..100")
+
     def job(conn) -> int:
         rows = [
             (store.host_id(conn, d.host), d.ts_ns, d.model_set, d.score, d.level, json.dumps(d.details))
             for d in detections
         ]
-        sql = "INSERT OR IGNORE INTO detections(host_id, ts_ns, model_set, score, level, details) VALUES (?, ?, ?, ?, ?, ?)"
+        sql = "INSERT INTO detections(host_id, ts_ns, model_set, score, level, details) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
         return conn.executemany(sql, rows).rowcount
 
     return store.run_in_writer(job)
@@ -71,6 +75,8 @@ def read_detections(store: Store, host: str, since_ns: int = 0) -> list[Detectio
 
 def save_alert(store: Store, alert: Alert) -> int:
     """Insert a new alert (id None) or update an existing one; returns its id."""
+    if not 0 <= alert.peak_score <= 100 or alert.status not in ("open", "closed"):
+        raise InputError(f"alert on {alert.host}: peak score must be 0..100 and status open or closed")
 
     def job(conn) -> int:
         values = (alert.end_ns, alert.peak_score, alert.level, alert.status, json.dumps(alert.details))

@@ -22,17 +22,17 @@ from amoskys.telemetry.telemetry_pb2 import Envelope
 from amoskys.telemetry.validate import Problem
 
 _INSERT_SNAPSHOT = (
-    "INSERT OR IGNORE INTO host_metrics(host_id, ts_ns, agent_id, metric_set_id, vals, envelope_id) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO host_metrics(host_id, ts_ns, agent_id, metric_set_id, vals, envelope_id) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _INSERT_FLOW = (
-    "INSERT OR IGNORE INTO flows(host_id, agent_id, envelope_id, ts_ns, src_ip, src_port, dst_ip, dst_port, "
+    "INSERT INTO flows(host_id, agent_id, envelope_id, ts_ns, src_ip, src_port, dst_ip, dst_port, "
     "protocol, bytes_sent, bytes_received, packets_sent, packets_received, duration_ns, state) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _INSERT_PROCESS = (
-    "INSERT OR IGNORE INTO process_events(host_id, agent_id, envelope_id, ts_ns, kind, pid, ppid, name, exe, "
-    "username, exit_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO process_events(host_id, agent_id, envelope_id, ts_ns, kind, pid, ppid, name, exe, "
+    "username, exit_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 
 
@@ -52,7 +52,7 @@ def commit_prepared(
         envelope_id = _insert_envelope(conn, envelope, agent_id, now_ns)
         if envelope_id is None:
             result = WriteResult()
-            result.outcomes["duplicate"] = prepared.events
+            result.count("duplicate", prepared.events)
             _count_outcomes(conn, result)
             return result
     result = prepared.result
@@ -64,8 +64,8 @@ def commit_prepared(
     for sql, rows in batches:
         if rows:
             stored = conn.executemany(sql, rows).rowcount
-            result.outcomes["stored"] += stored
-            result.outcomes["duplicate"] += len(rows) - stored
+            result.count("stored", stored)
+            result.count("duplicate", len(rows) - stored)
     _count_outcomes(conn, result)
     return result
 
@@ -89,7 +89,7 @@ def _snapshot_rows(conn, state: WriterState, prepared: PreparedWrite, agent_id: 
     repeated = np.zeros(len(ts), dtype=bool)
     repeated[1:] = (host[1:] == host[:-1]) & (ts[1:] == ts[:-1])
     fresh = (ts > newest) & ~repeated
-    prepared.result.outcomes["duplicate"] += int(repeated.sum())
+    prepared.result.count("duplicate", int(repeated.sum()))
     for i in np.flatnonzero(~fresh & ~repeated).tolist():
         _count_stale(conn, state, int(host[i]), int(ts[i]), agent_id, prepared.result)
     last = np.append(first[1:], len(ts)) - 1  # sorted by host then time: each host's newest row
@@ -109,7 +109,7 @@ def _count_stale(conn, state: WriterState, host_id: int, ts_ns: int, agent_id: i
         "SELECT 1 FROM host_metrics WHERE host_id = ? AND ts_ns = ? AND agent_id = ?", (host_id, ts_ns, agent_id)
     ).fetchone()
     if exists:
-        result.outcomes["duplicate"] += 1
+        result.count("duplicate", 1)
     else:
         host = state.host_name(host_id)
         result.reject(Problem("out_of_order", f"host {host}: snapshot at {ts_ns} is older than one already stored"))
@@ -122,8 +122,8 @@ def _record_rows(conn, state: WriterState, records: list[tuple[str, tuple]], age
 def _insert_envelope(conn: sqlite3.Connection, envelope: Envelope, agent_id: int, now_ns: int) -> int | None:
     """The new envelope's row id, or None when its idempotency key is already stored."""
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO envelopes(idempotency_key, agent_id, seq, ts_ns, received_ns, payload, signature, checksum) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO envelopes(idempotency_key, agent_id, seq, ts_ns, received_ns, payload, signature, checksum) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (
             envelope.idempotency_key,
             agent_id,

@@ -37,12 +37,16 @@ class WriteResult:
     def total(self) -> int:
         return sum(self.outcomes.values())
 
+    def count(self, outcome: str, events: int) -> None:
+        if events:
+            self.outcomes[outcome] += events
+
     def add(self, other: WriteResult) -> None:
         """Count another write's outcomes into this one."""
         self.outcomes.update(other.outcomes)
         self.problems.extend(other.problems[: MAX_PROBLEMS - len(self.problems)])
 
     def reject(self, problem: Problem, events: int = 1) -> None:
-        self.outcomes[f"rejected:{problem.reason}"] += events
+        self.count(f"rejected:{problem.reason}", events)
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(problem.detail)

@@ -108,7 +108,7 @@ def _valid_snapshots(names, hosts, ts_ns, values, now_ns, max_future_ns, result)
         return None
     ok = checked.rows_in_range(values)
     ok &= (ts_ns > 0) & (ts_ns <= now_ns + max_future_ns)
-    ok &= np.fromiter(map(bool, hosts), dtype=bool, count=len(hosts))
+    ok &= np.fromiter(map(validate.host_id_ok, hosts), dtype=bool, count=len(hosts))
     for i in np.flatnonzero(~ok).tolist():
         problem = validate.check_header(hosts[i], int(ts_ns[i]), now_ns, max_future_ns)
         result.reject(problem or checked.row_problem(hosts[i], values[i]))

@@ -26,7 +26,7 @@ class WriterState:
     def host_id(self, conn: sqlite3.Connection, name: str) -> int:
         host = self._hosts.get(name)
         if host is None:
-            conn.execute("INSERT OR IGNORE INTO hosts(name) VALUES (?)", (name,))
+            conn.execute("INSERT INTO hosts(name) VALUES (?) ON CONFLICT DO NOTHING", (name,))
             host = conn.execute("SELECT id FROM hosts WHERE name = ?", (name,)).fetchone()[0]
             self._hosts[name] = host
         return host
@@ -37,7 +37,7 @@ class WriterState:
     def agent_id(self, conn: sqlite3.Connection, name: str, data_source: str) -> int:
         agent = self._agents.get(name)
         if agent is None:
-            conn.execute("INSERT OR IGNORE INTO agents(name, data_source) VALUES (?, ?)", (name, data_source))
+            conn.execute("INSERT INTO agents(name, data_source) VALUES (?, ?) ON CONFLICT DO NOTHING", (name, data_source))
             agent = conn.execute("SELECT id FROM agents WHERE name = ?", (name,)).fetchone()[0]
             self._agents[name] = agent
         return agent
@@ -46,7 +46,7 @@ class WriterState:
         set_id = self._metric_sets.get(names)
         if set_id is None:
             text = json.dumps(names, separators=(",", ":"))
-            conn.execute("INSERT OR IGNORE INTO metric_sets(names) VALUES (?)", (text,))
+            conn.execute("INSERT INTO metric_sets(names) VALUES (?) ON CONFLICT DO NOTHING", (text,))
             set_id = conn.execute("SELECT id FROM metric_sets WHERE names = ?", (text,)).fetchone()[0]
             self._metric_sets[names] = set_id
         return set_id

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from amoskys.errors import StoreError
+from amoskys.errors import InputError, StoreError
 from amoskys.store import schema
 from amoskys.store.ingest import commit_prepared
 from amoskys.store.outcomes import WriteResult
@@ -88,6 +88,8 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the store's folder {path.parent}: {exc.strerror}") from None
+        # Files SQLite may create; if opening fails, those that were not there go again.
+        new_files = [f for f in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))) if not f.exists()]
         conn = None
         try:
             conn = _connect(path)
@@ -95,13 +97,14 @@ class Store:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"{path}: SQLite would not switch to WAL mode (got {mode!r})")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             if conn is not None:
                 conn.close()
+            for created in new_files:
+                created.unlink(missing_ok=True)
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"cannot open store {path}: {exc}") from None
-        except StoreError:
-            conn.close()
-            raise
         return cls(path, conn, max_future_s)
 
     # -- writing -------------------------------------------------------------------
@@ -136,10 +139,13 @@ class Store:
     def write_incidents(self, incidents: Iterable[IncidentRow]) -> int:
         """Store labeled incident windows; returns how many were new."""
         rows = list(incidents)
+        for row in rows:
+            if row.end_ns <= row.start_ns:
+                raise InputError(f"incident {row.kind} on {row.host} ends before it starts")
 
         def job(conn: sqlite3.Connection) -> int:
             return conn.executemany(
-                "INSERT OR IGNORE INTO incidents(host_id, kind, start_ns, end_ns, source) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO incidents(host_id, kind, start_ns, end_ns, source) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [(self._state.host_id(conn, r.host), r.kind, r.start_ns, r.end_ns, r.source) for r in rows],
             ).rowcount
 
@@ -175,7 +181,7 @@ class Store:
             "JOIN hosts h ON h.id = m.host_id JOIN agents a ON a.id = m.agent_id "
             "JOIN metric_sets s ON s.id = m.metric_set_id "
             "WHERE h.name = ? AND m.ts_ns >= ? AND m.ts_ns < ? ORDER BY m.ts_ns, a.name LIMIT ?",
-            (host, since_ns or 0, until_ns or 2**63 - 1, -1 if limit is None else limit),
+            (host, since_ns or 0, 2**63 - 1 if until_ns is None else until_ns, -1 if limit is None else limit),
         )
         names_cache: dict[str, list[str]] = {}
         result = []

@@ -68,6 +68,10 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[tuple[Job, Future]]) -> None:
         outcomes: list[tuple[Future, bool, Any]] = []
+        # A future its caller cancelled before it ran is skipped (and may no longer be resolved).
+        batch = [(job, future) for job, future in batch if future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             for job, future in batch:

@@ -28,9 +28,22 @@ class Problem:
     detail: str  # one line for a human
 
 
+MAX_HOST_ID_LENGTH = 253  # a fully qualified domain name
+SQLITE_MAX_INTEGER = 2**63 - 1
+
+
+@lru_cache(maxsize=65536)
+def host_id_ok(host_id: str) -> bool:
+    """A host id is 1-253 printable characters (no control characters, so that every
+    message naming it stays one line)."""
+    return 0 < len(host_id) <= MAX_HOST_ID_LENGTH and host_id.isprintable()
+
+
 def check_header(host_id: str, ts_ns: int, now_ns: int, max_future_ns: int) -> Problem | None:
     if not host_id:
         return Problem("missing_host", "event has no host_id")
+    if not host_id_ok(host_id):
+        return Problem("bad_host", f"host id {host_id[:80]!r} is not 1-{MAX_HOST_ID_LENGTH} printable characters")
     if ts_ns <= 0:
         return Problem("bad_timestamp", f"host {host_id}: timestamp {ts_ns} is not a time")
     if ts_ns > now_ns + max_future_ns:
@@ -107,6 +120,8 @@ def check_flow(event: FlowRecord) -> Problem | None:
         return Problem("bad_value", f"host {event.host_id}: flow port above 65535")
     if not event.src_ip or not event.dst_ip:
         return Problem("bad_value", f"host {event.host_id}: flow without source or destination address")
+    if max(event.bytes_sent, event.bytes_received, event.packets_sent, event.packets_received) > SQLITE_MAX_INTEGER:
+        return Problem("bad_value", f"host {event.host_id}: flow counter above 2**63-1")
     if event.duration_ns < 0:
         return Problem("bad_value", f"host {event.host_id}: flow duration is negative")
     return None
