@@ -17,6 +17,11 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """--config after the subcommand too (SUPPRESS: it does not hide one given before it)."""
+    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML configuration file")
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for machines instead of text")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from amoskys.errors import ConfigError
@@ -37,9 +37,26 @@ class SimulatorConfig:
 
 
 @dataclass(frozen=True)
+class PipelineConfig:
+    out: Path = Path("data/pipeline")
+    interval_seconds: float = 5.0  # resampling step
+    max_fill_seconds: float = 60.0  # longest gap forward-filled; longer gaps are dropped
+    windows_seconds: tuple[float, ...] = (30.0, 60.0, 300.0)  # rolling windows, in time
+    ewm_half_lives_seconds: tuple[float, ...] = (15.0, 60.0, 300.0)
+    train_fraction: float = 0.8  # first share of each host's time range that is training data
+    packs: tuple[str, ...] = ("security",)  # domain packs enabled
+    hosts: tuple[str, ...] = ()  # hosts to read; empty means all
+    since: str = ""  # time range to read (see `amoskys store query --help`); empty means all
+    until: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    # [packs.NAME] tables: each domain pack checks its own settings.
+    packs: dict[str, dict] = field(default_factory=dict)
 
 
 def load(path: str | Path | None) -> Config:
@@ -54,14 +71,19 @@ def load(path: str | Path | None) -> Config:
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    sections = {f.name: f.default_factory for f in fields(Config)}
-    unknown = sorted(set(raw) - set(sections))
+    sections = {f.name: f.default_factory for f in fields(Config) if f.name != "packs"}
+    unknown = sorted(set(raw) - set(sections) - {"packs"})
     if unknown:
-        raise ConfigError(f"config {path}: unknown section [{unknown[0]}] (known: {', '.join(sections)})")
-    config = Config(**{name: _section(name, make, raw.get(name, {}), path) for name, make in sections.items()})
+        raise ConfigError(f"config {path}: unknown section [{unknown[0]}] (known: {', '.join(sections)}, packs)")
+    packs = raw.get("packs", {})
+    if not isinstance(packs, dict) or not all(isinstance(v, dict) for v in packs.values()):
+        raise ConfigError(f"config {path}: [packs] must hold one table per pack, e.g. [packs.healthcare]")
+    config = Config(
+        **{name: _section(name, make, raw.get(name, {}), path) for name, make in sections.items()}, packs=packs
+    )
     env_store = os.environ.get(STORE_ENV)
     if env_store:
-        config = Config(store=StoreConfig(Path(env_store), config.store.max_future_seconds), simulator=config.simulator)
+        config = replace(config, store=replace(config.store, path=Path(env_store)))
     return config
 
 
@@ -69,19 +91,26 @@ def _section(name: str, make, values, path):
     if not isinstance(values, dict):
         raise ConfigError(f"config {path}: [{name}] must be a table")
     defaults = make()
-    kinds = {f.name: type(getattr(defaults, f.name)) for f in fields(defaults)}
+    known = {f.name: getattr(defaults, f.name) for f in fields(defaults)}
     checked = {}
     for key, value in values.items():
-        if key not in kinds:
-            raise ConfigError(f"config {path}: unknown key {name}.{key} (known: {', '.join(kinds)})")
-        checked[key] = _coerce(f"{name}.{key}", value, kinds[key], path)
+        if key not in known:
+            raise ConfigError(f"config {path}: unknown key {name}.{key} (known: {', '.join(known)})")
+        checked[key] = _coerce(f"{name}.{key}", value, known[key], path)
     return type(defaults)(**checked)
 
 
-def _coerce(key: str, value, kind: type, path):
+def _coerce(key: str, value, default, path):
+    """value checked against the type of the key's default (lists: element by element)."""
+    if isinstance(default, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"config {path}: {key} must be a list, not {type(value).__name__} {value!r}")
+        element = default[0] if default else ""
+        return tuple(_coerce(f"{key}[{i}]", item, element, path) for i, item in enumerate(value))
+    kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if issubclass(kind, Path) and isinstance(value, str):
+    if isinstance(default, Path) and isinstance(value, str):
         return Path(value)
     if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
         raise ConfigError(f"config {path}: {key} must be {kind.__name__}, not {type(value).__name__} {value!r}")

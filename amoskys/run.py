@@ -1,6 +1,8 @@
 """``amoskys run``: the main job on the embedded default (what ``make run`` runs).
 
-For now: simulate a labeled fleet into the embedded store and summarise the store.
+For now: the feature pipeline on the embedded store. With an empty store (a fresh
+clone) the pipeline works on a labeled simulated fleet and says so in every output;
+`amoskys simulate` or the agents fill the store.
 """
 
 from __future__ import annotations
@@ -9,35 +11,25 @@ import argparse
 
 from amoskys.cliutil import add_store_option, store_path
 from amoskys.config import Config
-from amoskys.simulator.cli import add_simulation_options, run_simulation, simulation_settings, summary, write_to_store
-from amoskys.store import Store
-from amoskys.store.stats import render_stats, store_stats
+from amoskys.pipeline.cli import add_pipeline_options, run_pipeline_command
 
 
 def register(commands) -> None:
     parser = commands.add_parser(
-        "run", help="the main job: simulate a labeled fleet into the store and summarise it",
-        description="Simulate a labeled fleet (settings from the config's [simulator] section, or the options "
-        "below) into the store, then summarise what the store holds. Running it again with the same seed adds "
-        "nothing: the data is already there.",
+        "run", help="the main job: the feature pipeline on the embedded store",
+        description="Run the feature pipeline on the embedded store (see `amoskys pipeline run --help`). When the "
+        "store is empty it uses a labeled simulated fleet, settings from the config's [simulator] section, and "
+        "every output says data_source: simulated.",
     )  # fmt: skip
     add_store_option(parser)
-    add_simulation_options(parser)
+    add_pipeline_options(parser)
     parser.set_defaults(handler=run_main_job)
 
 
 def run_main_job(args: argparse.Namespace, config: Config) -> int:
-    settings = simulation_settings(args, config)
-    path = store_path(args, config)
-    sim = run_simulation(settings)
-    with Store.open(path, max_future_s=config.store.max_future_seconds) as store:
-        result = write_to_store(sim, store)
-        print(summary(sim, str(path), result))
-        print()
-        print(render_stats(store_stats(store)))
-    host = sim.incidents[0].host if sim.incidents else sim.table["host"][0].as_py()
+    status = run_pipeline_command(args, config)
     print()
     print("next:")
-    print(f"  amoskys store stats --store {path}")
-    print(f"  amoskys store query --store {path} --host {host} --limit 20")
-    return 0
+    print("  amoskys simulate                 # fill the store with a labeled fleet (or run the agents)")
+    print(f"  amoskys store stats --store {store_path(args, config)}")
+    return status

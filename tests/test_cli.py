@@ -21,14 +21,15 @@ def amoskys(*args, cwd=None, ok=True):
 
 def test_help_lists_every_command():
     out = amoskys("--help").stdout
-    for command in ("run", "simulate", "store"):
+    for command in ("run", "simulate", "store", "pipeline"):
         assert f"    {command}" in out
 
 
 @pytest.mark.parametrize(
     "command, options",
     [
-        (["run"], ["--store", "--hosts", "--duration", "--seed"]),
+        (["run"], ["--store", "--out", "--verbose"]),
+        (["pipeline", "run"], ["--store", "--out", "--config", "--verbose"]),
         (["simulate"], ["--hosts", "--duration", "--seed", "--store", "--out", "--start", "--interval"]),
         (["store", "stats"], ["--store", "--json"]),
         (["store", "query"], ["--store", "--host", "--since", "--until", "--limit", "--json"]),
@@ -59,11 +60,30 @@ def test_simulate_into_a_store_then_inspect_it(tmp_path):
     assert len(text.splitlines()) == 4 and "cpu_user_pct" in text.splitlines()[0]
 
 
-def test_run_is_idempotent_under_the_same_seed(tmp_path):
-    first = amoskys("run", "--store", tmp_path / "r.db", *SMALL).stdout
-    again = amoskys("run", "--store", tmp_path / "r.db", *SMALL).stdout
-    assert "360 stored, 0 already there" in first
-    assert "0 stored, 360 already there" in again and "snapshots    360" in again
+PIPELINE_OUTPUTS = {
+    "canonical_telemetry.csv", "canonical_telemetry.parquet", "train_features.csv", "train_features.parquet",
+    "val_features.csv", "val_features.parquet", "feature_metadata.json", "pipeline_summary.json",
+    "feature_correlations.png", "normalized_distributions.png", "temporal_patterns.png", "preprocessing_effects.png",
+}  # fmt: skip
+
+
+def test_run_on_an_empty_store_uses_the_simulator_and_says_so(tmp_path):
+    (tmp_path / "small.toml").write_text("[simulator]\nhosts = 2\nduration_seconds = 2400.0\n")
+    out = amoskys("--config", tmp_path / "small.toml", "run", "--store", tmp_path / "empty.db", "--out", tmp_path / "out")
+    assert "data source  simulated" in out.stdout
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= PIPELINE_OUTPUTS
+    summary = json.loads((tmp_path / "out" / "pipeline_summary.json").read_text())
+    assert summary["data_source"] == "simulated"
+    assert not (tmp_path / "empty.db").exists()  # reading an empty store creates none
+
+
+def test_pipeline_run_reads_the_store(tmp_path):
+    store = tmp_path / "s.db"
+    amoskys("simulate", *SMALL, "--store", store)
+    out = amoskys("pipeline", "run", "--store", store, "--out", tmp_path / "out")
+    assert "data source  simulated" in out.stdout  # the simulator filled the store, and the store says so
+    summary = json.loads((tmp_path / "out" / "pipeline_summary.json").read_text())
+    assert summary["rows"]["train"] + summary["rows"]["val"] == 2 * (180 - 1)  # first bucket per host has no rates
 
 
 def test_default_store_lives_under_data_in_the_working_directory(tmp_path):
@@ -95,11 +115,14 @@ def test_simulate_to_parquet_is_labeled_and_deterministic(tmp_path):
         (["simulate", "--out", "{tmp}/x.csv"], ".parquet"),
         (["--config", "{tmp}/bad.toml", "store", "stats"], "store.pth"),
         (["simulate", "--store", "{tmp}/notes.txt/x.db", "--hosts", "1", "--duration", "60"], "cannot create"),
+        (["pipeline", "run", "--store", "{tmp}/s.db", "--out", "{tmp}/notes.txt/out"], "notes.txt"),
+        (["--config", "{tmp}/range.toml", "pipeline", "run", "--store", "{tmp}/s.db", "--out", "{tmp}/o"], "no telemetry"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     (tmp_path / "notes.txt").write_text("my notes\n")
     (tmp_path / "bad.toml").write_text("[store]\npth = 'x'\n")
+    (tmp_path / "range.toml").write_text("[pipeline]\nsince = '2020-01-01T00:00:00Z'\nuntil = '2020-01-02T00:00:00Z'\n")
     amoskys("simulate", "--hosts", "1", "--duration", "60", "--store", tmp_path / "s.db")
     proc = amoskys(*(a.format(tmp=tmp_path) for a in args), ok=False)
     assert proc.returncode == 1

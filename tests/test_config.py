@@ -52,3 +52,20 @@ def test_bad_config_names_the_key(tmp_path, text, names):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config"):
         config.load(tmp_path / "missing.toml")
+
+
+def test_pipeline_lists_are_checked_element_by_element(tmp_path):
+    loaded = config.load(write(tmp_path, "[pipeline]\nwindows_seconds = [10, 20.5]\npacks = ['security', 'healthcare']\n"))
+    assert loaded.pipeline.windows_seconds == (10.0, 20.5)
+    assert loaded.pipeline.packs == ("security", "healthcare")
+    with pytest.raises(ConfigError, match=r"pipeline.windows_seconds\[1\] must be float"):
+        config.load(write(tmp_path, "[pipeline]\nwindows_seconds = [10, 'x']\n"))
+    with pytest.raises(ConfigError, match="pipeline.packs must be a list"):
+        config.load(write(tmp_path, "[pipeline]\npacks = 'security'\n"))
+
+
+def test_pack_settings_are_passed_through_as_tables(tmp_path):
+    loaded = config.load(write(tmp_path, "[packs.cold_chain]\nmin_celsius = 2.0\n"))
+    assert loaded.packs == {"cold_chain": {"min_celsius": 2.0}}
+    with pytest.raises(ConfigError, match=r"\[packs\] must hold one table per pack"):
+        config.load(write(tmp_path, "[packs]\ncold_chain = 3\n"))

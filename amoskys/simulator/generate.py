@@ -125,7 +125,7 @@ def _table(
         ).cast(pa.string()),
     }
     cores = [host.per_core["user"].shape[1] for host in generated]
-    for metric in catalogue.METRICS:
+    for metric in catalogue.HOST_METRICS:
         if not metric.per_core:
             arrays[metric.name] = pa.array(np.concatenate([host.columns[metric.name] for host in generated]))
             continue

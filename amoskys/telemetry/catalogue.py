@@ -31,6 +31,7 @@ UNITS: dict[str, tuple[float, float, tuple[str, ...]]] = {
     "seconds": (0.0, float("inf"), ("_seconds", "_seconds_total")),
     "count": (0.0, float("inf"), ("_count", "_total")),
     "load": (0.0, float("inf"), ("_1m", "_5m", "_15m")),
+    "celsius": (-273.15, float("inf"), ("_celsius",)),
 }
 
 
@@ -40,14 +41,15 @@ class Metric:
     unit: str
     kind: str
     description: str
+    optional: bool = False  # only agents with such a sensor report it; most hosts never do
 
     @property
     def per_core(self) -> bool:
         return "{n}" in self.name
 
 
-def _m(name: str, unit: str, kind: str, description: str) -> Metric:
-    return Metric(name, unit, kind, description)
+def _m(name: str, unit: str, kind: str, description: str, optional: bool = False) -> Metric:
+    return Metric(name, unit, kind, description, optional)
 
 
 _CPU_MODES = {
@@ -106,9 +108,12 @@ METRICS: tuple[Metric, ...] = (
     _m("tcp_out_segs_total", "count", COUNTER, "TCP segments sent."),
     _m("tcp_retrans_segs_total", "count", COUNTER, "TCP segments retransmitted."),
     _m("tcp_established_count", "count", GAUGE, "TCP connections now ESTABLISHED or CLOSE_WAIT."),
+    _m("sensor_temperature_celsius", "celsius", GAUGE, "Temperature of an attached sensor (e.g. a cold-chain probe).",
+       optional=True),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+HOST_METRICS: tuple[Metric, ...] = tuple(m for m in METRICS if not m.optional)  # what every host reports
 
 _PER_CORE = re.compile(r"cpu_core(\d{1,4})_(\w+_pct)")
 
@@ -141,7 +146,7 @@ def _unit_stem(name: str) -> str:
 _CANONICAL_STEMS = {
     _unit_stem(m.name): m.name
     for m in METRICS
-    if not m.per_core and m.unit in ("percent", "bytes", "seconds")
+    if not m.per_core and m.unit in ("percent", "bytes", "seconds", "celsius")
 }
 
 

@@ -61,7 +61,7 @@ def fleet_hosts(fleets: list) -> dict[str, dict[str, np.ndarray]]:
 def test_columns_follow_the_catalogue_in_order(fleet: Simulation) -> None:
     max_cores = int(fleet.table["cpu_count"].to_numpy().max())
     expected = ["host", "ts_ns", "label", "incident"]
-    for metric in catalogue.METRICS:
+    for metric in catalogue.HOST_METRICS:
         if metric.per_core:
             mode = metric.name.removeprefix("cpu_core{n}_").removesuffix("_pct")
             expected += [catalogue.core_metric(n, mode) for n in range(max_cores)]

@@ -1,0 +1,309 @@
+"""Stage 5, anomaly-aware: how unusual each row is for its host, learned from the training rows only.
+
+``AnomalyStage`` is fitted on the training split and then transforms every row; only
+``fit`` looks at values to learn from, so a validation row can never change what is
+learned. For each key metric x of a row (host h, time t):
+
+- ``robust_z``: (x − median) / scale with the median and scale of h's training rows;
+  scale is 1.4826 × MAD, or 1.2533 × the mean absolute deviation when the MAD is 0 (a
+  mostly-constant metric such as a failure rate), floored at 1e-6 × max(1, |median|)
+  so a metric constant in training gives a large but finite z. A host without training
+  rows (or without values of a metric there) uses the fleet-wide training baseline.
+- ``perm_entropy_s{k}``: normalised permutation entropy (order 3) over (t − w, t]:
+  each row's ordinal pattern is the rank order of three values k samples apart, after
+  averaging x over k consecutive samples (the coarse-graining of multi-scale entropy);
+  0 for a constant or monotonic window, near 1 for noise.
+- ``autocorr``: Pearson correlation of the pairs (x at the previous sample, x) over
+  (t − w, t]: near 1 for smooth series, near 0 for noise.
+
+and for the row as a whole:
+
+- ``cpu_net_corr``: Pearson correlation of cpu_busy_pct with net tx + rx over (t − w, t].
+- ``lof_score`` and ``iforest_score``: local outlier factor and isolation-forest
+  anomaly score (higher = more anomalous) of the row's robust z-scores (a missing
+  metric counts as typical, z = 0), against a seeded random sample of at most
+  ``reference_rows`` training rows, in the same scaling.
+
+Windows are counted in time and within one host. Samples are the host's consecutive
+rows (one grid step apart after stage 1); a pair or pattern spanning more than w in
+time (across a long gap) is not formed. Windowed features are null while a window
+holds fewer than ``MIN_SAMPLES`` pairs or patterns (a host's warm-up, or after a gap);
+a correlation whose window is constant is 0. ``robust_z`` is null only where x is.
+No output is ever NaN or infinite. Everything is streamable: a live detector keeps per
+host the last 3k samples and running sums or pattern counts over w, and the fitted
+baselines and models score one row at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import polars as pl
+
+from amoskys.errors import InputError, ModelError
+from amoskys.pipeline.features import ANOMALY, Feature, seconds
+
+KEY_METRICS = ("cpu_busy_pct", "mem_used_bytes", "load_avg_1m", "net_tx_bytes_per_s", "net_rx_bytes_per_s",
+               "tcp_attempt_fails_per_s", "disk_busy_pct", "process_count")  # fmt: skip
+CPU, NET = "cpu_busy_pct", ("net_tx_bytes_per_s", "net_rx_bytes_per_s")
+MIN_SAMPLES = 5  # fewer pairs or patterns in a window: warm-up, null
+_FLAT = 1e-10  # a window whose variance is below this share of its mean square is constant
+_BITS = 21  # three pattern counts share one Int64 rolling sum: exact up to 2**21 - 1 rows per window
+_CHUNK = 100_000  # rows scored per model call, to bound memory
+
+
+class AnomalyStage:
+    """Stage 5: ``fit(train)`` learns baselines and models; ``transform(frame)`` adds ``features()``."""
+
+    def __init__(self, key_metrics: tuple[str, ...] = KEY_METRICS, window_s: float = 300.0, lof_neighbors: int = 20,
+                 reference_rows: int = 2000, seed: int = 0, entropy_scales: tuple[int, ...] = (1, 2, 4)):  # fmt: skip
+        self.key_metrics = key_metrics
+        self.window_s = window_s
+        self.lof_neighbors = lof_neighbors
+        self.reference_rows = reference_rows
+        self.seed = seed
+        self.entropy_scales = entropy_scales
+
+    def features(self) -> list[Feature]:
+        w = seconds(self.window_s)
+        span = f"over the last {w} of this host"
+        out = [
+            Feature(f"{m}_robust_z", ANOMALY, "z", f"Robust z-score of {m}: (x - median) / (1.4826 MAD), with the "
+                    "host's training median and MAD (the fleet's for a host unseen in training).", (m,))
+            for m in self.key_metrics
+        ]  # fmt: skip
+        out += [
+            Feature(f"{m}_perm_entropy_s{k}_{w}", ANOMALY, "ratio", f"Normalised order-3 permutation entropy of {m} "
+                    f"averaged over {k} samples, {span}: 0 constant or monotonic, near 1 noise.", (m,), w)
+            for m in self.key_metrics for k in self.entropy_scales
+        ]  # fmt: skip
+        out += [
+            Feature(f"{m}_autocorr_{w}", ANOMALY, "correlation", f"Lag-1 autocorrelation of {m} {span}; 0 when "
+                    "constant.", (m,), w)
+            for m in self.key_metrics
+        ]  # fmt: skip
+        out += [
+            Feature(f"cpu_net_corr_{w}", ANOMALY, "correlation", f"Pearson correlation of {CPU} with network "
+                    f"tx + rx bytes/s {span}; 0 when either is constant.", (CPU, *NET), w),
+            Feature("lof_score", ANOMALY, "score", "Local outlier factor of the row's robust z-scores against a sample "
+                    "of training rows (about 1 typical, higher = more anomalous).", self.key_metrics),
+            Feature("iforest_score", ANOMALY, "score", "Isolation-forest anomaly score (0-1, higher = more anomalous) "
+                    "of the row's robust z-scores, trained on a sample of training rows.", self.key_metrics),
+        ]  # fmt: skip
+        return out
+
+    def fit(self, train: pl.DataFrame) -> AnomalyStage:
+        """Learn the baselines and the two models from the rows of train, and nothing else."""
+        from sklearn.ensemble import IsolationForest
+        from sklearn.neighbors import LocalOutlierFactor
+
+        _require(train, self._metrics())
+        if train.height < 2:
+            raise InputError(f"stage 5 needs at least 2 training rows, got {train.height}")
+        fleet = train.select(_robust_stats(self._metrics()))
+        if missing := [m for m in self._metrics() if fleet[f"{m}:median"][0] is None]:
+            raise InputError(f"key metric {missing[0]} has no values in the training rows")
+        per_host = train.group_by("host").agg(_robust_stats(self._metrics())).sort("host")
+        self.fleet_baseline_ = fleet
+        self.baselines_ = per_host.with_columns(pl.col(c).fill_null(fleet[c][0]) for c in fleet.columns)
+        self.training_rows_ = train.height
+
+        z = self._scaled(train).select(self._z_names()).fill_null(0.0).to_numpy()
+        size = min(self.reference_rows, len(z))
+        self.reference_ = z[np.sort(np.random.default_rng(self.seed).choice(len(z), size, replace=False))]
+        self.lof_ = LocalOutlierFactor(n_neighbors=min(self.lof_neighbors, size - 1), novelty=True, algorithm="brute")
+        self.lof_.fit(self.reference_)
+        self.iforest_ = IsolationForest(random_state=self.seed).fit(self.reference_)
+        return self
+
+    def transform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """frame with every declared stage-5 column added (frame sorted by host then ts, one row per host and ts)."""
+        self._check_fitted()
+        _require(frame, self._metrics())
+        _check_sorted(frame)
+        work = self._scaled(frame)
+        z = work.select(self._z_names()).fill_null(0.0).to_numpy()
+        lof, iforest = self._scores(z)
+        columns = {f"{m}_robust_z": work[f"{m}:z"] for m in self.key_metrics}
+        columns |= self._windowed(work).to_dict()
+        columns |= {"lof_score": pl.Series(lof), "iforest_score": pl.Series(iforest)}
+        return frame.hstack([columns[f.name].cast(pl.Float64).alias(f.name) for f in self.features()])
+
+    def fitted_statistics(self) -> dict:
+        """What fit learned, as plain JSON-ready values, for ``feature_metadata.json``."""
+        self._check_fitted()
+
+        def baseline(row: dict) -> dict:
+            return {m: {s: row[f"{m}:{s}"] for s in ("median", "mad", "scale")} for m in self._metrics()}
+
+        train_lof, train_iforest = -self.lof_.negative_outlier_factor_, -self.iforest_.score_samples(self.reference_)
+        return {
+            "key_metrics": list(self.key_metrics),
+            "window": seconds(self.window_s),
+            "entropy_scales": list(self.entropy_scales),
+            "training_rows": self.training_rows_,
+            "baselines": {row["host"]: baseline(row) for row in self.baselines_.iter_rows(named=True)},
+            "fleet_baseline": baseline(self.fleet_baseline_.row(0, named=True)),
+            "reference": {"rows": len(self.reference_), "seed": self.seed,
+                          "sha256": hashlib.sha256(self.reference_.tobytes()).hexdigest()},  # fmt: skip
+            "lof": {"n_neighbors": self.lof_.n_neighbors_, "offset": float(self.lof_.offset_),
+                    "training_scores": _quantiles(train_lof)},  # fmt: skip
+            "iforest": {"n_estimators": len(self.iforest_.estimators_),
+                        "max_samples": int(self.iforest_.max_samples_), "offset": float(self.iforest_.offset_),
+                        "training_scores": _quantiles(train_iforest)},  # fmt: skip
+        }
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "baselines_"):
+            raise ModelError("AnomalyStage is not fitted: call fit(train) first")
+
+    def _metrics(self) -> list[str]:
+        """The key metrics plus the ones the CPU/network correlation needs, each once."""
+        return list(dict.fromkeys((*self.key_metrics, CPU, *NET)))
+
+    def _z_names(self) -> list[str]:
+        return [f"{m}:z" for m in self.key_metrics]
+
+    def _scaled(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """host, ts, each metric, its baseline ``:median``/``:scale`` and robust ``:z``, in frame order."""
+        fleet = self.fleet_baseline_.row(0, named=True)
+        base = [f"{m}:{s}" for m in self._metrics() for s in ("median", "scale")]
+        work = frame.select("host", "ts", *self._metrics()).join(
+            self.baselines_.select("host", *base), on="host", how="left", maintain_order="left"
+        )
+        work = work.with_columns(pl.col(c).fill_null(fleet[c]) for c in base)
+        z = [(pl.col(m) - pl.col(f"{m}:median")) / pl.col(f"{m}:scale") for m in self._metrics()]
+        # A non-finite input (stage 1 never passes one) counts as missing, so no output is NaN or infinite.
+        return work.with_columns(pl.when(v.is_finite()).then(v).alias(f"{m}:z") for m, v in zip(self._metrics(), z))
+
+    def _windowed(self, work: pl.DataFrame) -> pl.DataFrame:
+        """The entropy and correlation columns, from one pass of rolling sums per host."""
+        w, span_ns = seconds(self.window_s), int(round(self.window_s * 1e9))
+        lags = sorted({1, *(3 * k - 1 for k in self.entropy_scales)})  # y averages k samples, so a pattern spans 3k - 1
+        # The frame is sorted by host, so a plain shift is the host's own earlier sample wherever the
+        # host is unchanged (far cheaper than shifting per host); "near" also needs it within a window.
+        near = [((pl.col("host") == pl.col("host").shift(lag))
+                 & ((pl.col("ts") - pl.col("ts").shift(lag)).dt.total_nanoseconds() < span_ns)).alias(f":near{lag}")
+                for lag in lags]  # fmt: skip
+        coarse = [pl.col(m).rolling_mean(k).alias(f"{m}:c{k}")
+                  for m in self.key_metrics for k in self.entropy_scales if k > 1]  # fmt: skip
+        helpers = []
+        for m in self.key_metrics:
+            z = pl.col(f"{m}:z")
+            helpers += _pair_terms(f"{m}:ac", z.shift(1), z, pl.col(":near1"))
+            for k in self.entropy_scales:
+                y = pl.col(m if k == 1 else f"{m}:c{k}")
+                helpers += _pattern_packs(f"{m}:pe{k}", y.shift(2 * k), y.shift(k), y, pl.col(f":near{3 * k - 1}"))
+        net = (pl.sum_horizontal(pl.col(f"{n}:z") * pl.col(f"{n}:scale") for n in NET)
+               / pl.sum_horizontal(pl.col(f"{n}:scale") for n in NET))  # fmt: skip
+        helpers += _pair_terms("cpu_net", pl.col(f"{CPU}:z"), net, pl.lit(True))
+        terms = work.with_columns(*near, *coarse).select("host", "ts", *helpers)
+        names = terms.columns[2:]
+        sums = terms.rolling("ts", period=w, group_by="host").agg(pl.col(names).sum())
+        # The rolling groups come back sorted by host then ts: the frame's own order, checked on entry.
+        if not (sums["host"].equals(work["host"]) and sums["ts"].equals(work["ts"])):
+            raise ModelError("stage 5: rolling sums came back in an unexpected row order")
+        out = [_pearson(f"{m}:ac").alias(f"{m}_autocorr_{w}") for m in self.key_metrics]
+        out.append(_pearson("cpu_net").alias(f"cpu_net_corr_{w}"))
+        pairs = [(m, k) for m in self.key_metrics for k in self.entropy_scales]
+        packs = [(sums[f"{m}:pe{k}:0"].to_numpy(), sums[f"{m}:pe{k}:1"].to_numpy()) for m, k in pairs]
+        entropy = _parallel(lambda halves: _entropy(*halves), packs)
+        return sums.select(out).with_columns(pl.Series(f"{m}_perm_entropy_s{k}_{w}", h, nan_to_null=True)
+                                             for (m, k), h in zip(pairs, entropy))  # fmt: skip
+
+    def _scores(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lof, iforest) of each row of z; sklearn's scores negated so higher = more anomalous.
+
+        Rows are scored in chunks (to bound memory); a row's score does not depend on
+        its chunk. LOF's neighbour search is already multi-threaded; the forest's chunks
+        go to a thread each (a row's depths still add up over the trees in one order).
+        """
+        chunks = [z[start:start + _CHUNK] for start in range(0, len(z), _CHUNK)]
+        lof = [-self.lof_.score_samples(chunk) for chunk in chunks]
+        iforest = _parallel(lambda chunk: -self.iforest_.score_samples(chunk), chunks)
+        return np.concatenate(lof or [np.empty(0)]), np.concatenate(iforest or [np.empty(0)])
+
+
+def _robust_stats(metrics: list[str]) -> list[pl.Expr]:
+    """median, MAD and the scale robust z divides by, of each metric (see the module docstring)."""
+    exprs = []
+    for m in metrics:
+        x = pl.when(pl.col(m).is_finite()).then(pl.col(m))  # as in transform: a non-finite value is missing
+        deviation = (x - x.median()).abs()
+        mad, mean_ad = deviation.median(), deviation.mean()
+        floor = 1e-6 * pl.max_horizontal(x.median().abs(), pl.lit(1.0))
+        scale = pl.when(mad > 0).then(1.4826 * mad).otherwise(1.2533 * mean_ad)
+        scale = pl.when(x.median().is_not_null()).then(pl.max_horizontal(scale, floor))
+        exprs += [x.median().alias(f"{m}:median"), mad.alias(f"{m}:mad"), scale.alias(f"{m}:scale")]
+    return exprs
+
+
+def _pair_terms(name: str, a: pl.Expr, b: pl.Expr, ok: pl.Expr) -> list[pl.Expr]:
+    """Per-row terms whose window sums give Pearson's r of (a, b): count, sums, cross and squared sums."""
+    valid = a.is_not_null() & b.is_not_null() & ok.fill_null(False)
+    a, b = pl.when(valid).then(a).otherwise(0.0), pl.when(valid).then(b).otherwise(0.0)
+    terms = {"n": valid.cast(pl.Int64), "a": a, "b": b, "ab": a * b, "aa": a * a, "bb": b * b}
+    return [expr.alias(f"{name}:{t}") for t, expr in terms.items()]
+
+
+def _pattern_packs(name: str, a: pl.Expr, b: pl.Expr, c: pl.Expr, ok: pl.Expr) -> list[pl.Expr]:
+    """The row's order-3 ordinal pattern of (a, b, c) as a count of 1 in one of 6 slots, 3 per Int64.
+
+    With p = b > a, q = c > b, r = c > a, the consistent combinations are exactly 6, and
+    given p, q + r tells them apart (ties count as "not greater", consistently).
+    """
+    valid = a.is_not_null() & b.is_not_null() & c.is_not_null() & ok.fill_null(False)
+    p, slot = b > a, (c > b).cast(pl.Int64) + (c > a).cast(pl.Int64)
+    one = pl.when(slot == 0).then(1).when(slot == 1).then(1 << _BITS).otherwise(1 << 2 * _BITS).cast(pl.Int64)
+    return [pl.when(valid & (p == high)).then(one).otherwise(0).alias(f"{name}:{int(high)}") for high in (False, True)]
+
+
+def _entropy(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Normalised Shannon entropy of the pattern counts in the window sums of ``_pattern_packs``; NaN in warm-up.
+
+    Computed as (n ln n - sum c ln c) / (n ln 6) with c ln c looked up, which is exactly
+    0 when one pattern fills the window. (NumPy here: a few passes over the counts,
+    where Polars expressions would make dozens per feature.)
+    """
+    counts = [(half >> slot * _BITS) & ((1 << _BITS) - 1) for half in (low, high) for slot in range(3)]
+    n = sum(counts)
+    values = np.arange(n.max(initial=0) + 1, dtype=np.float64)
+    x_log_x = values * np.log(np.maximum(values, 1.0))
+    spread = x_log_x[n] - sum(x_log_x[c] for c in counts)
+    return np.where(n >= MIN_SAMPLES, np.clip(spread / (np.maximum(n, 1) * math.log(6)), 0.0, 1.0), np.nan)
+
+
+def _pearson(name: str) -> pl.Expr:
+    """Pearson's r from the window sums of ``_pair_terms``; 0 for a constant window, null in warm-up."""
+    n, a, b, ab, aa, bb = (pl.col(f"{name}:{t}") for t in ("n", "a", "b", "ab", "aa", "bb"))
+    cov, var_a, var_b = n * ab - a * b, n * aa - a * a, n * bb - b * b
+    flat = (var_a <= _FLAT * n * aa) | (var_b <= _FLAT * n * bb)
+    r = (cov / (var_a * var_b).sqrt()).clip(-1.0, 1.0)
+    return pl.when(n < MIN_SAMPLES).then(None).when(flat).then(0.0).otherwise(r)
+
+
+def _parallel(function, items: list) -> list:
+    """[function(item) for item in items] on a thread per core: NumPy and sklearn's trees release the GIL."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return list(pool.map(function, items))
+
+
+def _quantiles(scores: np.ndarray) -> dict:
+    levels = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "max": 1.0}
+    return {name: float(np.quantile(scores, q)) for name, q in levels.items()}
+
+
+def _require(frame: pl.DataFrame, metrics: list[str]) -> None:
+    if missing := [c for c in ("host", "ts", *metrics) if c not in frame.columns]:
+        raise InputError(f"stage 5 needs column {missing[0]}, which the frame lacks")
+
+
+def _check_sorted(frame: pl.DataFrame) -> None:
+    host, ts = pl.col("host"), pl.col("ts")
+    ordered = (host > host.shift(1)) | ((host == host.shift(1)) & (ts > ts.shift(1)))
+    if not frame.select(ordered.fill_null(True).all()).item():
+        raise InputError("stage 5 needs the frame sorted by host then ts, with one row per host and ts")

@@ -1,0 +1,205 @@
+"""Stage 1, canonical: raw snapshots to one row per host per interval.
+
+Snapshots are put in fixed buckets of ``interval_s`` per host (the last value in a
+bucket wins, so duplicates and several agents of one host merge), counters become
+per-second rates (a counter that goes down has wrapped at 2**32 or 2**64 when it was
+near that, and was reset otherwise), gauges are kept as they are, and the buckets are
+filled into a regular grid:
+
+- a bucket with no snapshot, up to ``max_fill_s`` after the last one, repeats the last
+  values (forward fill: causal, as a live detector must be); buckets further into a
+  gap are not invented but dropped and counted;
+- NaN and infinite values count as missing; a metric a host never reports is filled
+  with 0; either way ``imputed_features`` counts the features of the row that were
+  filled;
+- a host's first bucket has no rates yet and is dropped, so a host with a single
+  bucket drops out (counted).
+
+The result has ``host``, ``ts`` (UTC), ``label`` and ``incident`` (from the labeled
+incident windows; 0 and null without them), then the canonical features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from amoskys.pipeline.features import CANONICAL, Feature
+from amoskys.pipeline.source import RawTelemetry
+from amoskys.telemetry import catalogue
+
+NS = 1_000_000_000
+_WRAP_32 = 2**32
+_CPU_MODES = ("user", "system", "idle", "iowait")
+
+
+def rate_name(counter: str) -> str:
+    """``net_rx_bytes_total`` -> ``net_rx_bytes_per_s``."""
+    return counter.removesuffix("_total") + "_per_s"
+
+
+def _rate_unit(metric: catalogue.Metric) -> str:
+    return "bytes/s" if metric.unit == "bytes" else "1/s"
+
+
+GAUGES = tuple(m for m in catalogue.HOST_METRICS if m.kind == catalogue.GAUGE and not m.per_core)
+COUNTERS = tuple(m for m in catalogue.HOST_METRICS if m.kind == catalogue.COUNTER)
+
+
+def canonical_features(optional: tuple[str, ...] = ()) -> list[Feature]:
+    """Stage-1 declarations; ``optional`` names the optional catalogue gauges (sensors) the data has."""
+    gauges = GAUGES + tuple(catalogue.BY_NAME[name] for name in optional)
+    features = [Feature(m.name, CANONICAL, m.unit, m.description, (m.name,)) for m in gauges]
+    features += [
+        Feature(rate_name(m.name), CANONICAL, _rate_unit(m), f"Per-second rate of: {m.description[0].lower()}"
+                f"{m.description[1:]}", (m.name,))  # fmt: skip
+        for m in COUNTERS
+    ]
+    features += [
+        Feature("cpu_busy_pct", CANONICAL, "percent", "Share of all cores not idle (100 - cpu_idle_pct).",
+                ("cpu_idle_pct",)),  # fmt: skip
+        Feature("cpu_core_max_busy_pct", CANONICAL, "percent", "Busy share of the busiest core.",
+                ("cpu_core{n}_idle_pct",)),  # fmt: skip
+        Feature("cpu_core_spread_pct", CANONICAL, "percent",
+                "Busy share of the busiest core minus that of the idlest: one pinned core shows here first.",
+                ("cpu_core{n}_idle_pct",)),  # fmt: skip
+        Feature("imputed_features", CANONICAL, "count",
+                "Canonical features of this row that were filled in (gap forward-filled, NaN/inf, or never reported).",
+                ("*",)),  # fmt: skip
+    ]
+    return features
+
+
+@dataclass
+class CanonicalReport:
+    """What stage 1 had to fix or leave out, for the summary."""
+
+    raw_rows: int = 0
+    merged_rows: int = 0  # snapshots that shared a bucket with another
+    nonfinite_values: int = 0
+    filled_buckets: int = 0
+    gap_buckets_dropped: int = 0
+    first_buckets_dropped: int = 0
+    hosts_dropped: list[str] = field(default_factory=list)  # fewer than two buckets
+    metrics_never_reported: dict[str, list[str]] = field(default_factory=dict)  # host -> metrics filled with 0
+
+
+def build_canonical(raw: RawTelemetry, interval_s: float, max_fill_s: float) -> tuple[pl.DataFrame, CanonicalReport]:
+    report = CanonicalReport(raw_rows=raw.snapshots.height)
+    step = int(round(interval_s * NS))
+    optional = present_optional_metrics(raw.snapshots)
+    names = [f.name for f in canonical_features(optional) if f.name != "imputed_features"]
+    host_names = [n for n in names if n not in optional]
+    snapshots = _with_all_metrics(raw.snapshots, optional)
+    metric_columns = [c for c in snapshots.columns if c not in ("host", "ts_ns")]
+    report.nonfinite_values = int(
+        snapshots.select(pl.sum_horizontal(pl.col(metric_columns).is_infinite() | pl.col(metric_columns).is_nan()).sum()).item()
+    ) if snapshots.height else 0  # fmt: skip
+    snapshots = snapshots.with_columns(
+        pl.when(pl.col(c).is_finite()).then(pl.col(c)).otherwise(None).alias(c) for c in metric_columns
+    )
+    buckets = (
+        snapshots.with_columns(bucket=pl.col("ts_ns") // step * step)
+        .sort("host", "ts_ns")
+        .group_by("host", "bucket", maintain_order=True)
+        .agg(pl.col(metric_columns).drop_nulls().last())
+    )
+    report.merged_rows = snapshots.height - buckets.height
+    observed = _derive(buckets)
+    observed = observed.with_columns(_rates(step)).filter(pl.col("bucket") != pl.col("bucket").min().over("host"))
+    report.first_buckets_dropped = buckets.select(pl.col("host").n_unique()).item() if buckets.height else 0
+    report.hosts_dropped = sorted(set(buckets["host"].unique()) - set(observed["host"].unique()))
+
+    seen = observed.select("host", "bucket", *names).with_columns(_seen=pl.lit(True))
+    grid = _grid(observed, step).join(seen, on=["host", "bucket"], how="left").with_columns(pl.col("_seen").fill_null(False))
+    last_seen = pl.when(pl.col("_seen")).then(pl.col("bucket")).forward_fill().over("host")
+    fillable = (pl.col("bucket") - last_seen) <= int(max_fill_s * NS) // step * step
+    report.filled_buckets = int(grid.filter(~pl.col("_seen") & fillable).height)
+    report.gap_buckets_dropped = int(grid.filter(~fillable).height)
+    grid = grid.filter(fillable).drop("_seen")
+
+    never = grid.group_by("host").agg(pl.col(host_names).is_not_null().any())
+    for row in never.iter_rows(named=True):
+        missing = [n for n in host_names if not row[n]]
+        if missing:
+            report.metrics_never_reported[row["host"]] = missing
+    # Optional sensor metrics stay null on hosts without the sensor: 0 would be a reading.
+    frame = (
+        grid.with_columns(imputed_features=pl.sum_horizontal(pl.col(host_names).is_null()).cast(pl.Float64))
+        .with_columns(pl.col(names).forward_fill().over("host"))
+        .with_columns(pl.col(host_names).fill_null(0.0))
+        .with_columns(ts=pl.from_epoch("bucket", time_unit="ns").dt.replace_time_zone("UTC"))
+    )
+    frame = _labels(frame, raw.incidents)
+    return frame.select("host", "ts", "label", "incident", *names, "imputed_features").sort("host", "ts"), report
+
+
+def present_optional_metrics(snapshots: pl.DataFrame) -> tuple[str, ...]:
+    """The optional catalogue metrics that some snapshot has a value for."""
+    return tuple(
+        m.name for m in catalogue.METRICS
+        if m.optional and m.name in snapshots.columns and snapshots[m.name].is_not_null().any()
+    )  # fmt: skip
+
+
+def _with_all_metrics(snapshots: pl.DataFrame, optional: tuple[str, ...]) -> pl.DataFrame:
+    """Every host metric column present (null where never reported), as float64."""
+    wanted = [m.name for m in GAUGES + COUNTERS] + list(optional)
+    cores = [c for c in snapshots.columns if catalogue.lookup(c) is not None and catalogue.lookup(c).per_core]
+    missing = [pl.lit(None, dtype=pl.Float64).alias(n) for n in wanted if n not in snapshots.columns]
+    return snapshots.with_columns(missing).select(
+        "host", pl.col("ts_ns").cast(pl.Int64), *(pl.col(c).cast(pl.Float64) for c in wanted + cores)
+    )
+
+
+def _derive(buckets: pl.DataFrame) -> pl.DataFrame:
+    idle = [c for c in buckets.columns if c.startswith("cpu_core") and c.endswith("_idle_pct")]
+    busy = [100.0 - pl.col(c) for c in idle]
+    derived = [(100.0 - pl.col("cpu_idle_pct")).alias("cpu_busy_pct")]
+    if busy:
+        derived += [
+            pl.max_horizontal(busy).alias("cpu_core_max_busy_pct"),
+            (pl.max_horizontal(busy) - pl.min_horizontal(busy)).alias("cpu_core_spread_pct"),
+        ]
+    else:
+        derived += [pl.lit(None, dtype=pl.Float64).alias(n) for n in ("cpu_core_max_busy_pct", "cpu_core_spread_pct")]
+    return buckets.with_columns(derived)
+
+
+def _rates(step: int) -> list[pl.Expr]:
+    """Per-second rates of every counter between a host's consecutive buckets."""
+    seconds = (pl.col("bucket") - pl.col("bucket").shift(1)).over("host") / NS
+    exprs = []
+    for metric in COUNTERS:
+        value, previous = pl.col(metric.name), pl.col(metric.name).shift(1).over("host")
+        delta = value - previous
+        # A counter that went down wrapped if it was near 2**32 or 2**64, else it was reset to 0.
+        wrap = pl.when(previous >= 0.75 * 2.0**64).then(2.0**64).when(previous.is_between(0.75 * _WRAP_32, _WRAP_32)).then(
+            float(_WRAP_32)
+        )  # fmt: skip
+        increase = pl.when(delta >= 0).then(delta).otherwise(pl.coalesce(wrap - previous + value, value))
+        exprs.append((increase / seconds).alias(rate_name(metric.name)))
+    return exprs
+
+
+def _grid(observed: pl.DataFrame, step: int) -> pl.DataFrame:
+    """Every bucket from each host's first to its last observed one."""
+    spans = observed.group_by("host").agg(first=pl.col("bucket").min(), last=pl.col("bucket").max())
+    return (
+        spans.select("host", bucket=pl.int_ranges("first", pl.col("last") + step, step))
+        .explode("bucket")
+        .sort("host", "bucket")
+    )
+
+
+def _labels(frame: pl.DataFrame, incidents: pl.DataFrame) -> pl.DataFrame:
+    """label 1 and the incident kind on rows inside a labeled window of their host."""
+    if incidents.height == 0:
+        return frame.with_columns(label=pl.lit(0, dtype=pl.Int8), incident=pl.lit(None, dtype=pl.String))
+    windows = incidents.sort("start_ns").select("host", bucket="start_ns", _end="end_ns", _kind="kind")
+    joined = frame.sort("bucket").join_asof(windows, on="bucket", by="host", strategy="backward", check_sortedness=False)
+    inside = pl.col("bucket") < pl.col("_end")
+    return joined.with_columns(
+        label=inside.fill_null(False).cast(pl.Int8), incident=pl.when(inside).then(pl.col("_kind"))
+    ).drop("_end", "_kind")

@@ -1,0 +1,142 @@
+"""The batch feature pipeline, stage by stage: store -> five stages -> split -> outputs.
+
+Stages 1-4 only look at each host's past, so they run on the whole time range; the
+split then cuts each host's range in time, stage 5 is fitted on the training rows
+only and applied to all rows (a validation row may look back at training rows, as a
+live detector would, but nothing fitted ever sees a validation row).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+from tqdm import tqdm
+
+from amoskys.config import Config
+from amoskys.errors import InputError
+from amoskys.pipeline import packs
+from amoskys.pipeline.anomaly import AnomalyStage
+from amoskys.pipeline.canonical import CanonicalReport, build_canonical, canonical_features, present_optional_metrics
+from amoskys.pipeline.cross import cross_defs
+from amoskys.pipeline.features import Feature, apply
+from amoskys.pipeline.outputs import pipeline_summary, write_datasets, write_metadata, write_summary
+from amoskys.pipeline.plots import make_plots
+from amoskys.pipeline.source import RawTelemetry, read_store, simulated
+from amoskys.pipeline.split import split_by_time
+from amoskys.pipeline.temporal import temporal_defs
+from amoskys.store import Store
+from amoskys.timeutil import parse_time
+
+STAGES = ("read", "canonical", "temporal", "cross_feature", "domain_pack", "split", "anomaly_aware", "outputs", "plots")
+
+
+@dataclass
+class PipelineResult:
+    out_dir: Path
+    files: list[Path]
+    summary: dict
+    train: pl.DataFrame = field(repr=False)
+    val: pl.DataFrame = field(repr=False)
+
+
+class StageClock:
+    """Times each stage; on a terminal (or with verbose) shows a line per finished stage."""
+
+    def __init__(self, verbose: bool):
+        self.seconds: dict[str, float] = {}
+        # disable=None: shown on a terminal only
+        self._bar = tqdm(total=len(STAGES), desc="pipeline", unit="stage", disable=False if verbose else None)
+
+    @contextmanager
+    def stage(self, name: str):
+        self._bar.set_postfix_str(name)
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 3)
+        self._bar.update(1)
+        if not self._bar.disable:
+            self._bar.write(f"  {name:<14} {self.seconds[name]:7.2f} s")
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+@dataclass
+class Features:
+    """What the five stages made of some raw telemetry."""
+
+    canonical: pl.DataFrame
+    train: pl.DataFrame
+    val: pl.DataFrame
+    declared: list[Feature]
+    report: CanonicalReport
+    fitted: dict  # stage 5's statistics, learned from the training rows
+
+
+def run_pipeline(config: Config, store_path: Path, out_dir: Path | None = None, verbose: bool = False) -> PipelineResult:
+    """Run every stage and write the outputs into out_dir (default: the config's pipeline.out)."""
+    out_dir = config.pipeline.out if out_dir is None else out_dir
+    clock = StageClock(verbose)
+    try:
+        with clock.stage("read"):
+            raw = read_raw(config, store_path)
+        made = compute_features(raw, config, clock)
+        with clock.stage("outputs"):
+            files = write_datasets(out_dir, made.canonical, made.train, made.val, raw.data_source)
+            files.append(write_metadata(out_dir, made.declared, made.train, raw.data_source, made.fitted))
+        with clock.stage("plots"):
+            files += make_plots(out_dir, made.train, made.val, made.declared, raw.data_source)
+        summary = pipeline_summary(raw.data_source, made.canonical, made.train, made.val, made.declared,
+                                   clock.seconds, made.report)  # fmt: skip
+        files.append(write_summary(out_dir, summary))
+    finally:
+        clock.close()
+    return PipelineResult(out_dir, files, summary, made.train, made.val)
+
+
+def compute_features(raw: RawTelemetry, config: Config, clock: StageClock) -> Features:
+    """Stages 1-5 and the split, each timed by clock."""
+    settings = config.pipeline
+    with clock.stage("canonical"):
+        canonical, report = build_canonical(raw, settings.interval_seconds, settings.max_fill_seconds)
+        if canonical.height == 0:
+            raise InputError("no telemetry to work on: no host has two or more samples in the time range")
+    with clock.stage("temporal"):
+        frame = apply(canonical, temporal := temporal_defs(settings))
+    with clock.stage("cross_feature"):
+        frame = apply(frame, cross := cross_defs(settings))
+    with clock.stage("domain_pack"):
+        loaded = packs.load(settings.packs, config.packs)
+        frame = packs.compute_all(frame, raw.flows, loaded)
+    with clock.stage("split"):
+        train_rows, _ = split_by_time(frame, settings.train_fraction)
+    with clock.stage("anomaly_aware"):
+        anomaly = AnomalyStage().fit(train_rows)
+        train, val = split_by_time(anomaly.transform(frame), settings.train_fraction)
+    declared = [
+        *canonical_features(present_optional_metrics(raw.snapshots)),
+        *(d.feature for d in temporal), *(d.feature for d in cross), *packs.declared(loaded), *anomaly.features(),
+    ]  # fmt: skip
+    return Features(canonical, train, val, declared, report, anomaly.fitted_statistics())
+
+
+def read_raw(config: Config, store_path: Path) -> RawTelemetry:
+    """The store's telemetry in the configured hosts and time range, or the simulator's when the store is empty."""
+    settings = config.pipeline
+    if store_path.exists():
+        with Store.open(store_path, create=False) as store:
+            raw = read_store(
+                store,
+                hosts=list(settings.hosts) or None,
+                since_ns=parse_time(settings.since) if settings.since else None,
+                until_ns=parse_time(settings.until) if settings.until else None,
+            )
+        if raw.snapshots.height:
+            return raw
+        if settings.hosts or settings.since or settings.until:
+            raise InputError(f"{store_path} has no telemetry for the configured hosts and time range")
+    return simulated(config.simulator)

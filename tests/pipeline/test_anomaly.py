@@ -1,0 +1,219 @@
+"""Stage 5 on series whose answer is known: robust z, entropy, autocorrelation, correlation, outlier scores."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import polars as pl
+import pytest
+
+from amoskys.config import SimulatorConfig
+from amoskys.errors import InputError, ModelError
+from amoskys.pipeline.anomaly import KEY_METRICS, MIN_SAMPLES, AnomalyStage
+from amoskys.pipeline.canonical import build_canonical
+from amoskys.pipeline.features import ANOMALY
+from amoskys.pipeline.source import simulated
+from amoskys.pipeline.split import split_by_time
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+CPU = "cpu_busy_pct"
+
+
+def host_frame(host: str, n: int, start_s: float = 0.0, step_s: float = 5.0, seed: int = 0, **series) -> pl.DataFrame:
+    """n rows of one host every step_s; key metrics are noise around 100 unless given."""
+    rng = np.random.default_rng(seed)
+    values = {m: 100.0 + rng.standard_normal(n) for m in KEY_METRICS}
+    values |= {m: np.asarray(v, dtype=np.float64) for m, v in series.items()}
+    ts = [T0 + timedelta(seconds=start_s + step_s * i) for i in range(n)]
+    frame = pl.DataFrame({"host": [host] * n, "ts": ts, "label": [0] * n, "incident": [None] * n, **values})
+    return frame.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")), pl.col("label").cast(pl.Int8),
+                              pl.col("incident").cast(pl.String))  # fmt: skip
+
+
+def fleet(*frames: pl.DataFrame) -> pl.DataFrame:
+    return pl.concat(frames).sort("host", "ts")
+
+
+def fit_transform(frame: pl.DataFrame, **settings) -> tuple[AnomalyStage, pl.DataFrame]:
+    stage = AnomalyStage(**settings).fit(frame)
+    return stage, stage.transform(frame)
+
+
+def after_warm_up(column: pl.Series) -> np.ndarray:
+    return column.drop_nulls().to_numpy()
+
+
+def test_robust_z_of_a_known_series():
+    frame = host_frame("a", 5, **{CPU: [1, 2, 3, 4, 100], "tcp_attempt_fails_per_s": [0, 0, 0, 0, 5],
+                                  "process_count": [7] * 5})  # fmt: skip
+    stage, out = fit_transform(frame)
+    # cpu: median 3, MAD 1.
+    assert out[f"{CPU}_robust_z"].to_list() == pytest.approx([(x - 3) / 1.4826 for x in (1, 2, 3, 4, 100)])
+    # MAD 0: the mean absolute deviation (1) stands in.
+    assert out["tcp_attempt_fails_per_s_robust_z"].to_list() == pytest.approx([0, 0, 0, 0, 5 / 1.2533])
+    # Constant in training: the floor, 1e-6 x |median|: large but finite.
+    stats = stage.fitted_statistics()["baselines"]["a"]
+    assert stats["process_count"] == {"median": 7.0, "mad": 0.0, "scale": pytest.approx(7e-6)}
+    later = stage.transform(host_frame("a", 5, start_s=25, process_count=[8] * 5))["process_count_robust_z"]
+    assert later.to_list() == pytest.approx([1 / 7e-6] * 5)
+
+
+def test_a_host_unseen_in_training_uses_the_fleet_baseline():
+    train = fleet(host_frame("a", 200, seed=1, **{CPU: np.full(200, 10.0) + np.arange(200) % 7}),
+                  host_frame("b", 200, seed=2, **{CPU: np.full(200, 50.0) + np.arange(200) % 5}))  # fmt: skip
+    stage = AnomalyStage().fit(train)
+    stats = stage.fitted_statistics()
+    assert set(stats["baselines"]) == {"a", "b"}
+    pooled = train[CPU].to_numpy()
+    median = float(np.median(pooled))
+    assert stats["fleet_baseline"][CPU]["median"] == median
+    assert stats["fleet_baseline"][CPU]["mad"] == float(np.median(np.abs(pooled - median)))
+
+    new = fleet(host_frame("a", 3, start_s=1000, **{CPU: [30.0] * 3}), host_frame("c", 3, **{CPU: [30.0] * 3}))
+    z = dict(zip(*stage.transform(new).group_by("host").agg(pl.col(f"{CPU}_robust_z").first()).to_dict().values()))
+    fleet_cpu, own_cpu = stats["fleet_baseline"][CPU], stats["baselines"]["a"][CPU]
+    assert z["c"] == pytest.approx((30.0 - fleet_cpu["median"]) / fleet_cpu["scale"])
+    assert z["a"] == pytest.approx((30.0 - own_cpu["median"]) / own_cpu["scale"])
+
+
+def entropy(values, window_s: float = 300.0) -> pl.DataFrame:
+    _, out = fit_transform(host_frame("a", len(values), **{CPU: values}), window_s=window_s)
+    return out.select(pl.col(f"^{CPU}_perm_entropy_.*$"))
+
+
+@pytest.mark.parametrize("values", [np.full(400, 5.0), np.arange(400.0), -np.arange(400.0) ** 2],
+                         ids=["constant", "increasing", "decreasing"])  # fmt: skip
+def test_entropy_of_a_constant_or_monotonic_series_is_0(values):
+    for column in entropy(values):
+        assert (after_warm_up(column) == 0.0).all(), column.name
+
+
+def test_entropy_of_noise_is_high_at_every_scale():
+    values = np.random.default_rng(3).random(2000)
+    out = entropy(values)
+    assert after_warm_up(out[f"{CPU}_perm_entropy_s1_300s"]).mean() > 0.9
+    for column in out:
+        assert after_warm_up(column).mean() > 0.75, column.name
+
+
+def test_entropy_of_a_zigzag_has_two_patterns_and_coarse_graining_flattens_it():
+    out = entropy(np.tile([0.0, 1.0], 200))
+    full = out[f"{CPU}_perm_entropy_s1_300s"][100:]  # a full 300 s window: 60 patterns, half of each kind
+    assert full.to_numpy() == pytest.approx(math.log(2) / math.log(6))
+    assert (after_warm_up(out[f"{CPU}_perm_entropy_s2_300s"]) == 0.0).all()  # the 2-sample means are constant
+
+
+def autocorr(values, window_s: float = 300.0) -> np.ndarray:
+    _, out = fit_transform(host_frame("a", len(values), **{CPU: values}), window_s=window_s)
+    return after_warm_up(out[f"{CPU}_autocorr_{int(window_s)}s"])
+
+
+def test_lag1_autocorrelation_of_a_smooth_sine_is_near_1():
+    assert autocorr(np.sin(2 * np.pi * np.arange(1000) / 100)).min() > 0.95
+
+
+def test_lag1_autocorrelation_of_white_noise_is_near_0():
+    r = autocorr(np.random.default_rng(4).standard_normal(3000), window_s=3600.0)
+    assert abs(r[200:].mean()) < 0.05 and np.abs(r[200:]).max() < 0.25
+
+
+def test_autocorrelation_of_a_constant_window_is_0_not_nan():
+    assert (autocorr(np.full(100, 3.3)) == 0.0).all()
+
+
+def cpu_net_corr(cpu, tx, rx) -> np.ndarray:
+    _, out = fit_transform(host_frame("a", len(cpu), **{CPU: cpu, "net_tx_bytes_per_s": tx,
+                                                          "net_rx_bytes_per_s": rx}))  # fmt: skip
+    return after_warm_up(out["cpu_net_corr_300s"])
+
+
+def test_cpu_network_correlation_of_identical_series_is_1():
+    walk = np.cumsum(np.random.default_rng(5).standard_normal(500)) + 50
+    assert cpu_net_corr(walk, walk * 1e4, np.full(500, 7.0)) == pytest.approx(1.0, abs=1e-9)
+    assert cpu_net_corr(walk, walk * 300, walk * 700) == pytest.approx(1.0, abs=1e-9)  # tx + rx, both following
+    assert cpu_net_corr(walk, -walk * 1e4 + 1e7, np.zeros(500)) == pytest.approx(-1.0, abs=1e-9)
+    assert (cpu_net_corr(np.full(500, 20.0), walk, walk) == 0.0).all()
+
+
+def test_lof_and_iforest_score_injected_outliers_above_normal_rows():
+    hosts = ("a", "b", "c")
+    train = fleet(*(host_frame(h, 600, seed=i) for i, h in enumerate(hosts)))
+    stage = AnomalyStage().fit(train)
+    later = fleet(*(host_frame(h, 200, start_s=3000, seed=10 + i) for i, h in enumerate(hosts)))
+    outliers = pl.int_range(pl.len()) % 37 == 0
+    later = later.with_columns(pl.when(outliers).then(pl.col(m) + 30.0).otherwise(pl.col(m))
+                               for m in (CPU, "mem_used_bytes", "tcp_attempt_fails_per_s"))  # fmt: skip
+    scored = stage.transform(later).with_columns(outlier=outliers)
+    for score in ("lof_score", "iforest_score"):
+        bad, good = (scored.filter(pl.col("outlier") == flag)[score].to_numpy() for flag in (True, False))
+        assert bad.min() > np.quantile(good, 0.99), score
+        assert bad.mean() > good.mean() + 0.1, score
+
+
+def test_same_seed_same_output_other_seed_other_sample():
+    frame = fleet(*(host_frame(h, 600, seed=i) for i, h in enumerate("ab")))
+    settings = {"reference_rows": 300}
+    first, again = (fit_transform(frame, seed=7, **settings) for _ in range(2))
+    assert first[1].equals(again[1]) and first[0].fitted_statistics() == again[0].fitted_statistics()
+    assert json.loads(json.dumps(first[0].fitted_statistics(), allow_nan=False)) == first[0].fitted_statistics()
+    other = fit_transform(frame, seed=8, **settings)
+    assert other[0].fitted_statistics()["reference"]["sha256"] != first[0].fitted_statistics()["reference"]["sha256"]
+    assert not other[1]["iforest_score"].equals(first[1]["iforest_score"])
+
+
+@pytest.fixture(scope="module")
+def simulated_out() -> tuple[AnomalyStage, pl.DataFrame, pl.DataFrame]:
+    frame = build_canonical(simulated(SimulatorConfig(hosts=3, duration_seconds=3600)), 5.0, 60.0)[0]
+    stage = AnomalyStage().fit(split_by_time(frame, 0.8)[0])
+    return stage, frame, stage.transform(frame)
+
+
+def test_declarations_match_the_columns(simulated_out):
+    stage, frame, out = simulated_out
+    declared = stage.features()
+    assert out.columns == frame.columns + [f.name for f in declared]
+    assert len(declared) == 8 + 8 * 3 + 8 + 1 + 2
+    for feature in declared:
+        assert feature.stage == ANOMALY and feature.unit and feature.description and feature.inputs
+        assert feature.streamable and out.schema[feature.name] == pl.Float64
+        windowed = "_perm_entropy_" in feature.name or "corr" in feature.name
+        assert feature.window == ("300s" if windowed else None), feature.name
+
+
+def test_no_nan_or_inf_and_nulls_only_in_each_hosts_warm_up(simulated_out):
+    stage, _, out = simulated_out
+    warm_up = 3 * max(stage.entropy_scales) - 1 + MIN_SAMPLES - 1  # rows a window needs to hold enough patterns
+    for feature in stage.features():
+        column = out[feature.name]
+        assert not (column.is_nan().any() or column.is_infinite().any()), feature.name
+        nulls = out.group_by("host").agg(
+            n=pl.col(feature.name).is_null().sum(), prefix=pl.col(feature.name).is_null().arg_min()
+        )
+        if feature.window is None:
+            assert nulls["n"].sum() == 0, feature.name
+        else:
+            assert (nulls["n"] == nulls["prefix"]).all() and nulls["n"].max() <= warm_up, feature.name
+
+
+def test_windows_do_not_reach_across_a_gap_longer_than_the_window():
+    values = np.sin(np.arange(200) / 5)
+    frame = fleet(host_frame("a", 100, **{CPU: values[:100]}),
+                  host_frame("a", 100, start_s=1500, **{CPU: values[100:]}))  # a 1000 s gap after row 99
+    _, out = fit_transform(frame)
+    r = out[f"{CPU}_autocorr_300s"]
+    assert r[100:100 + MIN_SAMPLES].is_null().all() and r[100 + MIN_SAMPLES] is not None
+
+
+def test_misuse_is_a_clear_error():
+    frame = host_frame("a", 50)
+    with pytest.raises(ModelError, match="not fitted"):
+        AnomalyStage().transform(frame)
+    with pytest.raises(InputError, match="needs column disk_busy_pct"):
+        AnomalyStage().fit(frame.drop("disk_busy_pct"))
+    with pytest.raises(InputError, match="at least 2 training rows"):
+        AnomalyStage().fit(frame.head(1))
+    with pytest.raises(InputError, match="sorted by host then ts"):
+        AnomalyStage().fit(frame).transform(frame.reverse())
