@@ -14,6 +14,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/store_write.py
+	$(BIN)/python bench/pipeline.py
 
 # Regenerate the committed protobuf code after editing amoskys/telemetry/telemetry.proto.
 proto: $(STAMP)

@@ -23,7 +23,7 @@ from amoskys.pipeline.anomaly import AnomalyStage
 from amoskys.pipeline.canonical import CanonicalReport, build_canonical, canonical_features, present_optional_metrics
 from amoskys.pipeline.cross import cross_defs
 from amoskys.pipeline.features import Feature, apply
-from amoskys.pipeline.outputs import pipeline_summary, write_datasets, write_metadata, write_summary
+from amoskys.pipeline.outputs import pipeline_summary, writable, write_datasets, write_metadata, write_summary
 from amoskys.pipeline.plots import make_plots
 from amoskys.pipeline.source import RawTelemetry, read_store, simulated
 from amoskys.pipeline.split import split_by_time
@@ -80,6 +80,9 @@ class Features:
 def run_pipeline(config: Config, store_path: Path, out_dir: Path | None = None, verbose: bool = False) -> PipelineResult:
     """Run every stage and write the outputs into out_dir (default: the config's pipeline.out)."""
     out_dir = config.pipeline.out if out_dir is None else out_dir
+    packs.load(config.pipeline.packs, config.packs)  # a config mistake shows before any work
+    with writable(out_dir):  # and so does an output folder that cannot be written
+        out_dir.mkdir(parents=True, exist_ok=True)
     clock = StageClock(verbose)
     try:
         with clock.stage("read"):
