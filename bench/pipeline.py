@@ -24,7 +24,7 @@ import polars as pl
 
 from amoskys.config import Config, PipelineConfig, SimulatorConfig
 from amoskys.pipeline.run import StageClock, compute_features
-from amoskys.pipeline.source import FLOW_COLUMNS, RawTelemetry
+from amoskys.pipeline.source import FLOW_SCHEMA, RawTelemetry
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pandas_reference import pandas_stages_1_2  # noqa: E402
@@ -37,8 +37,7 @@ def simulated_raw(hosts: int, rows: int, folder: Path) -> RawTelemetry:
     subprocess.run([sys.executable, "-m", "amoskys", "simulate", "--hosts", str(hosts), "--duration", str(duration),
                     "--out", str(out)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     incidents = pl.read_parquet(folder / "fleet.incidents.parquet")
-    flows = pl.DataFrame(schema={c: (pl.String if c in ("host", "dst_ip", "protocol") else pl.Int64) for c in FLOW_COLUMNS})
-    return RawTelemetry(pl.read_parquet(out).drop("label", "incident"), flows, incidents, "simulated")
+    return RawTelemetry(pl.read_parquet(out).drop("label", "incident"), pl.DataFrame(schema=FLOW_SCHEMA), incidents, "simulated")
 
 
 def peak_rss_gib() -> float:

@@ -27,7 +27,7 @@ from amoskys.pipeline.outputs import pipeline_summary, writable, write_datasets,
 from amoskys.pipeline.plots import make_plots
 from amoskys.pipeline.source import RawTelemetry, read_store, simulated
 from amoskys.pipeline.split import split_by_time
-from amoskys.pipeline.temporal import temporal_defs
+from amoskys.pipeline.temporal import temporal_defs, temporal_features
 from amoskys.store import Store
 from amoskys.timeutil import parse_time
 
@@ -109,7 +109,7 @@ def compute_features(raw: RawTelemetry, config: Config, clock: StageClock) -> Fe
         if canonical.height == 0:
             raise InputError("no telemetry to work on: no host has two or more samples in the time range")
     with clock.stage("temporal"):
-        frame = apply(canonical, temporal := temporal_defs(settings))
+        frame = temporal_features(canonical, settings)
     with clock.stage("cross_feature"):
         frame = apply(frame, cross := cross_defs(settings))
     with clock.stage("domain_pack"):
@@ -122,7 +122,8 @@ def compute_features(raw: RawTelemetry, config: Config, clock: StageClock) -> Fe
         train, val = split_by_time(anomaly.transform(frame), settings.train_fraction)
     declared = [
         *canonical_features(present_optional_metrics(raw.snapshots)),
-        *(d.feature for d in temporal), *(d.feature for d in cross), *packs.declared(loaded), *anomaly.features(),
+        *(d.feature for d in temporal_defs(settings)), *(d.feature for d in cross), *packs.declared(loaded),
+        *anomaly.features(),
     ]  # fmt: skip
     return Features(canonical, train, val, declared, report, anomaly.fitted_statistics())
 

@@ -19,7 +19,10 @@ from amoskys.config import SimulatorConfig
 from amoskys.simulator import simulate
 from amoskys.store import Store
 
-FLOW_COLUMNS = ("host", "ts_ns", "dst_ip", "dst_port", "protocol", "bytes_sent", "bytes_received")
+FLOW_SCHEMA = {"host": pl.String, "ts_ns": pl.Int64, "dst_ip": pl.String, "dst_port": pl.Int64, "protocol": pl.String,
+               "bytes_sent": pl.Int64, "bytes_received": pl.Int64}  # fmt: skip
+FLOW_COLUMNS = tuple(FLOW_SCHEMA)
+INCIDENT_SCHEMA = {"host": pl.String, "kind": pl.String, "start_ns": pl.Int64, "end_ns": pl.Int64}
 
 
 @dataclass
@@ -59,12 +62,12 @@ def read_store(store: Store, hosts: list[str] | None = None, since_ns: int | Non
             f"JOIN hosts h ON h.id = f.host_id WHERE f.host_id IN ({marks}) AND f.ts_ns >= ? AND f.ts_ns < ?",
             (*wanted, since, until),
         ).fetchall(),
-        schema=dict(zip(FLOW_COLUMNS, (pl.String, pl.Int64, pl.String, pl.Int64, pl.String, pl.Int64, pl.Int64))),
+        schema=FLOW_SCHEMA,
         orient="row",
     )
     incidents = pl.DataFrame(
         [(i.host, i.kind, i.start_ns, i.end_ns) for i in store.incidents() if hosts is None or i.host in hosts],
-        schema={"host": pl.String, "kind": pl.String, "start_ns": pl.Int64, "end_ns": pl.Int64},
+        schema=INCIDENT_SCHEMA,
         orient="row",
     )
     sources = {row[0] for row in db.execute("SELECT DISTINCT data_source FROM agents")}
@@ -77,8 +80,7 @@ def simulated(settings: SimulatorConfig) -> RawTelemetry:
     snapshots = pl.from_arrow(sim.table).drop("label", "incident")
     incidents = pl.DataFrame(
         [(i.host, i.kind, i.start_ns, i.end_ns) for i in sim.incidents],
-        schema={"host": pl.String, "kind": pl.String, "start_ns": pl.Int64, "end_ns": pl.Int64},
+        schema=INCIDENT_SCHEMA,
         orient="row",
     )
-    flows = pl.DataFrame(schema=dict(zip(FLOW_COLUMNS, (pl.String, pl.Int64, pl.String, pl.Int64, pl.String, pl.Int64, pl.Int64))))
-    return RawTelemetry(snapshots, flows, incidents, sim.data_source)
+    return RawTelemetry(snapshots, pl.DataFrame(schema=FLOW_SCHEMA), incidents, sim.data_source)

@@ -217,3 +217,16 @@ def test_misuse_is_a_clear_error():
         AnomalyStage().fit(frame.head(1))
     with pytest.raises(InputError, match="sorted by host then ts"):
         AnomalyStage().fit(frame).transform(frame.reverse())
+
+
+def test_numpy_lof_matches_sklearn_novelty_lof():
+    from sklearn.neighbors import LocalOutlierFactor
+
+    from amoskys.pipeline.anomaly import _Lof
+
+    rng = np.random.default_rng(5)
+    reference, rows = rng.normal(size=(256, 8)), rng.normal(size=(2000, 8)) * 2
+    ours = _Lof(reference, 10)
+    theirs = LocalOutlierFactor(n_neighbors=10, novelty=True, algorithm="brute").fit(reference)
+    assert np.allclose(ours.score(rows), -theirs.score_samples(rows), rtol=1e-6)
+    assert np.allclose(ours.training_scores, -theirs.negative_outlier_factor_, rtol=1e-9)
