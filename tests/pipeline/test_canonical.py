@@ -124,3 +124,13 @@ def test_read_store_gives_the_stored_snapshots(tmp_path):
     assert snaps["cpu_idle_pct"].to_list() == [51.0, 52.0, None]
     assert snaps["load_avg_1m"].to_list() == [None, None, 2.0]
     assert telemetry.incidents["kind"].to_list() == ["fork_storm"] and telemetry.data_source == "real"
+
+
+def test_labels_and_rates_with_several_hosts_given_out_of_order():
+    incidents = pl.DataFrame({"host": ["b"], "kind": ["fork_storm"], "start_ns": [T0 + 5 * S], "end_ns": [T0 + 15 * S]})
+    rows = [sample(h, t, net_rx_bytes_total=(100.0 if h == "a" else 7.0) * t) for t in (15, 0, 10, 5) for h in ("b", "a")]
+    frame, report = run(rows, incidents=incidents)
+    assert frame["host"].to_list() == ["a"] * 3 + ["b"] * 3  # sorted by host, then time
+    assert column(frame, "a", "label") == [0, 0, 0] and column(frame, "b", "label") == [1, 1, 0]
+    assert column(frame, "a", "net_rx_bytes_per_s") == [100.0] * 3 and column(frame, "b", "net_rx_bytes_per_s") == [7.0] * 3
+    assert report.merged_rows == 0
