@@ -115,11 +115,16 @@ def compute_features(raw: RawTelemetry, config: Config, clock: StageClock) -> Fe
     with clock.stage("domain_pack"):
         loaded = packs.load(settings.packs, config.packs)
         frame = packs.compute_all(frame, raw.flows, loaded)
+    anomaly = AnomalyStage()
     with clock.stage("split"):
-        train_rows, _ = split_by_time(frame, settings.train_fraction)
+        # stage 5 learns from its inputs only: no need for a copy of every column
+        train_rows, _ = split_by_time(frame.select("host", "ts", *anomaly.key_metrics), settings.train_fraction)
     with clock.stage("anomaly_aware"):
-        anomaly = AnomalyStage().fit(train_rows)
-        train, val = split_by_time(anomaly.transform(frame), settings.train_fraction)
+        anomaly.fit(train_rows)
+        del train_rows
+        frame = anomaly.transform(frame)
+        train, val = split_by_time(frame, settings.train_fraction)
+        del frame
     declared = [
         *canonical_features(present_optional_metrics(raw.snapshots)),
         *(d.feature for d in temporal_defs(settings)), *(d.feature for d in cross), *packs.declared(loaded),
