@@ -114,7 +114,8 @@ def compute_features(raw: RawTelemetry, config: Config, clock: StageClock) -> Fe
         frame = apply(frame, cross := cross_defs(settings))
     with clock.stage("domain_pack"):
         loaded = packs.load(settings.packs, config.packs)
-        frame = packs.compute_all(frame, raw.flows, loaded)
+        # packs work on the stage-1 frame (their documented input) and add their columns here
+        frame = frame.with_columns(packs.compute_all(canonical, raw.flows, loaded).drop(canonical.columns))
     anomaly = AnomalyStage()
     with clock.stage("split"):
         # stage 5 learns from its inputs only: no need for a copy of every column
