@@ -59,20 +59,56 @@ _HOST_GAP_US = 1100 * 86_400 * 10**6
 
 def temporal_features(frame: pl.DataFrame, config: PipelineConfig) -> pl.DataFrame:
     """frame (sorted by host, then ts) with every stage-2 feature added."""
-    return apply(with_host_time(frame), temporal_defs(config)).drop(HOST_TIME, HOST_SECONDS)
+    defs = temporal_defs(config)
+    keyed = with_host_time(frame, config.windows_seconds)
+    # Volatility divides two other features: it is computed from their columns, after them.
+    first = [d for d in defs if _VOLATILITY not in d.feature.name]
+    then = [d for d in defs if _VOLATILITY in d.feature.name]
+    return apply(apply(keyed, first), then).select(*frame.columns, *(d.feature.name for d in defs))
 
 
-def with_host_time(frame: pl.DataFrame) -> pl.DataFrame:
-    """frame (sorted by host, then ts) with the columns that stage-2 expressions run on."""
+def with_host_time(frame: pl.DataFrame, windows_seconds: tuple[float, ...]) -> pl.DataFrame:
+    """frame (sorted by host, then ts) with the columns that stage-2 expressions run on.
+
+    Besides the time axis: per window, what does not depend on the metric (the mean and
+    variance of the time in the window, for slopes, and the row of the window's oldest
+    sample, for rates of change), computed once for all metrics.
+    """
     start = frame["ts"].min()
     span_us = int((frame["ts"].max() - start).total_seconds() * 1e6) if frame.height else 0
     stride_us = span_us + _HOST_GAP_US
     ts_us = (pl.col("ts") - pl.lit(start)).dt.total_microseconds()
     host_index = pl.col("host").rank("dense").cast(pl.Int64) - 1
-    return frame.with_columns(
+    keyed = frame.with_columns(
         pl.from_epoch(ts_us + host_index * stride_us, time_unit="us").alias(HOST_TIME),
         ((pl.col("ts") - pl.col("ts").first()).dt.total_nanoseconds() * 1e-9).over("host").alias(HOST_SECONDS),
     )
+    u = pl.col(HOST_SECONDS)
+    per_window = []
+    for window_s in windows_seconds:
+        w = seconds(window_s)
+        per_window += [
+            u.rolling_mean_by(HOST_TIME, w).alias(_u_mean(w)),
+            # var(u) = mean(u²) - mean(u)², from Polars' rolling variance: exactly 0 for one sample.
+            u.rolling_var_by(HOST_TIME, w, ddof=0).alias(_u_var(w)),
+            pl.int_range(pl.len()).rolling_min_by(HOST_TIME, w, closed="both").alias(_oldest(w)),
+        ]
+    return keyed.with_columns(per_window)
+
+
+_VOLATILITY = "_volatility_"
+
+
+def _u_mean(w: str) -> str:
+    return f"_u_mean_{w}"
+
+
+def _u_var(w: str) -> str:
+    return f"_u_var_{w}"
+
+
+def _oldest(w: str) -> str:
+    return f"_oldest_{w}"
 
 
 def temporal_defs(config: PipelineConfig) -> list[FeatureDef]:
@@ -104,7 +140,7 @@ def _window_defs(metric: str, unit: str, window_s: float) -> list[FeatureDef]:
         ("slope", _per_second(unit), f"Least-squares slope of {metric} against time {span}, per second "
                                      "(0 for a single sample).", _slope(x, w)),
         ("volatility", "ratio", f"Coefficient of variation (std / |mean|) of {metric} {span}; null when the "
-                                "mean is 0.", _std(x, w) / _nonzero(_mean(x, w).abs())),
+                                "mean is 0.", pl.col(f"{metric}_std_{w}") / _nonzero(pl.col(f"{metric}_mean_{w}").abs())),
     ]  # fmt: skip
     return [_def(f"{metric}_{stat}_{w}", u, d, metric, w, expr) for stat, u, d, expr in stats]
 
@@ -139,11 +175,9 @@ def _slope(x: pl.Expr, w: str) -> pl.Expr:
     # precision on long histories and large gauges (bytes); a live detector may use any origin.
     u = pl.col(HOST_SECONDS)
     y = x - x.first().over("host")
-    cov = _mean(u * y, w) - _mean(u, w) * _mean(y, w)
-    # var(u) = mean(u²) - mean(u)², from Polars' rolling variance: exactly 0 for one sample.
-    return (cov / _nonzero(u.rolling_var_by(HOST_TIME, w, ddof=0))).fill_null(0.0)
+    cov = _mean(u * y, w) - pl.col(_u_mean(w)) * _mean(y, w)
+    return (cov / _nonzero(pl.col(_u_var(w)))).fill_null(0.0)
 
 
 def _roc(x: pl.Expr, w: str, window_s: float) -> pl.Expr:
-    oldest = pl.int_range(pl.len()).rolling_min_by(HOST_TIME, w, closed="both")
-    return (x - x.gather(oldest)) / window_s
+    return (x - x.gather(pl.col(_oldest(w)))) / window_s
