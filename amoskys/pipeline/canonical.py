@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from amoskys.pipeline.features import CANONICAL, Feature
@@ -91,47 +92,49 @@ def build_canonical(raw: RawTelemetry, interval_s: float, max_fill_s: float) -> 
     optional = present_optional_metrics(raw.snapshots)
     names = [f.name for f in canonical_features(optional) if f.name != "imputed_features"]
     host_names = [n for n in names if n not in optional]
-    snapshots = _with_all_metrics(raw.snapshots, optional)
+    snapshots, report.nonfinite_values = _finite_metrics(raw.snapshots, optional)
     metric_columns = [c for c in snapshots.columns if c not in ("host", "ts_ns")]
-    report.nonfinite_values = int(
-        snapshots.select(pl.sum_horizontal(pl.col(metric_columns).is_infinite() | pl.col(metric_columns).is_nan()).sum()).item()
-    ) if snapshots.height else 0  # fmt: skip
-    snapshots = snapshots.with_columns(
-        pl.when(pl.col(c).is_finite()).then(pl.col(c)).otherwise(None).alias(c) for c in metric_columns
-    )
     buckets = snapshots.with_columns(bucket=pl.col("ts_ns") // step * step)
-    if not _sorted_by_host_and_time(buckets):  # the store and the simulator give sorted rows
-        buckets = buckets.sort("host", "ts_ns")
-    if _shares_buckets(buckets):  # merging costs a group-by, so only when there is something to merge
-        buckets = buckets.group_by("host", "bucket", maintain_order=True).agg(pl.col(metric_columns).drop_nulls().last())
+    # The store and the simulator give sorted rows; otherwise the keys alone are sorted first, and all rows
+    # moved once, after the per-core columns are gone when there is nothing to merge.
+    keys = buckets.select("host", "ts_ns", "bucket")
+    order = None if _sorted_by_host_and_time(keys) else keys.select(pl.arg_sort_by("host", "ts_ns")).to_series()
+    if _shares_buckets(keys if order is None else keys[order]):
+        # Merging costs a group-by, so only when there is something to merge.
+        buckets = buckets if order is None else buckets[order]
+        merged = buckets.group_by("host", "bucket", maintain_order=True).agg(pl.col(metric_columns).drop_nulls().last())
+        buckets = _derive(merged)
+    else:
+        buckets = _derive(buckets)
+        buckets = buckets if order is None else buckets[order]
     report.merged_rows = snapshots.height - buckets.height
-    observed = _derive(buckets)
-    observed = observed.with_columns(_rates(step)).filter(pl.col("bucket") != pl.col("bucket").min().over("host"))
+    # A host's first bucket has no previous one to take rates from.
+    observed = buckets.lazy().with_columns(_rates(step)).filter(_same_host()).collect()
     report.first_buckets_dropped = buckets.select(pl.col("host").n_unique()).item() if buckets.height else 0
     report.hosts_dropped = sorted(set(buckets["host"].unique()) - set(observed["host"].unique()))
 
-    seen = observed.select("host", "bucket", *names).with_columns(_seen=pl.lit(True))
-    grid = _grid(observed, step).join(seen, on=["host", "bucket"], how="left").with_columns(pl.col("_seen").fill_null(False))
-    last_seen = pl.when(pl.col("_seen")).then(pl.col("bucket")).forward_fill().over("host")
-    fillable = (pl.col("bucket") - last_seen) <= int(max_fill_s * NS) // step * step
-    report.filled_buckets = int(grid.filter(~pl.col("_seen") & fillable).height)
-    report.gap_buckets_dropped = int(grid.filter(~fillable).height)
-    grid = grid.filter(fillable).drop("_seen")
-
-    never = grid.group_by("host").agg(pl.col(host_names).is_not_null().any())
-    for row in never.iter_rows(named=True):
-        missing = [n for n in host_names if not row[n]]
-        if missing:
-            report.metrics_never_reported[row["host"]] = missing
+    grid = observed.select("host", "bucket", *names)
+    if grid.select((_same_host() & (pl.col("bucket").diff() != step)).any()).item():
+        grid = _fill_gaps(grid, step, int(max_fill_s * NS) // step * step, report)
+    # Only columns with a null have anything to count, forward fill or report as never reported.
+    nullable = [c for c, n in zip(grid.columns, grid.null_count().row(0)) if n and c in names]
+    host_nullable = [c for c in host_names if c in nullable]
+    if host_nullable:
+        never = grid.group_by("host").agg(pl.col(host_nullable).is_not_null().any())
+        for row in never.iter_rows(named=True):
+            missing = [n for n in host_nullable if not row[n]]
+            if missing:
+                report.metrics_never_reported[row["host"]] = missing
+    imputed = pl.sum_horizontal(pl.col(host_nullable).is_null()).cast(pl.Float64) if host_nullable else pl.lit(0.0)
     # Optional sensor metrics stay null on hosts without the sensor: 0 would be a reading.
     frame = (
-        grid.with_columns(imputed_features=pl.sum_horizontal(pl.col(host_names).is_null()).cast(pl.Float64))
-        .with_columns(pl.col(names).forward_fill().over("host"))
-        .with_columns(pl.col(host_names).fill_null(0.0))
+        grid.with_columns(imputed_features=imputed)
+        .with_columns(pl.col(nullable).forward_fill().over("host"))
+        .with_columns(pl.col(host_nullable).fill_null(0.0))
         .with_columns(ts=pl.from_epoch("bucket", time_unit="ns").dt.replace_time_zone("UTC"))
     )
-    frame = _labels(frame, raw.incidents)
-    return frame.select("host", "ts", "label", "incident", *names, "imputed_features").sort("host", "ts"), report
+    # Rows are still sorted by host, then time.
+    return _labels(frame, raw.incidents).select("host", "ts", "label", "incident", *names, "imputed_features"), report
 
 
 def present_optional_metrics(snapshots: pl.DataFrame) -> tuple[str, ...]:
@@ -142,28 +145,49 @@ def present_optional_metrics(snapshots: pl.DataFrame) -> tuple[str, ...]:
     )  # fmt: skip
 
 
-def _with_all_metrics(snapshots: pl.DataFrame, optional: tuple[str, ...]) -> pl.DataFrame:
-    """Every host metric column present (null where never reported), as float64."""
+def _finite_metrics(snapshots: pl.DataFrame, optional: tuple[str, ...]) -> tuple[pl.DataFrame, int]:
+    """Every host metric column present (null where never reported) and the per-core idle shares, as float64
+    with NaN and infinities made null; and how many values were not finite, in every per-core column too."""
     wanted = [m.name for m in GAUGES + COUNTERS] + list(optional)
-    cores = [c for c in snapshots.columns if catalogue.lookup(c) is not None and catalogue.lookup(c).per_core]
-    missing = [pl.lit(None, dtype=pl.Float64).alias(n) for n in wanted if n not in snapshots.columns]
-    return snapshots.with_columns(missing).select(
-        "host", pl.col("ts_ns").cast(pl.Int64), *(pl.col(c).cast(pl.Float64) for c in wanted + cores)
-    )
+    cores = [c for c in snapshots.columns if (metric := catalogue.lookup(c)) is not None and metric.per_core]
+    present = set(snapshots.columns)
+    as_float = [
+        pl.col(c).cast(pl.Float64) if c in present else pl.lit(None, dtype=pl.Float64).alias(c) for c in wanted + cores
+    ]
+    frame = snapshots.select("host", pl.col("ts_ns").cast(pl.Int64), *as_float)
+    # A sum is finite exactly when no value is NaN or infinite (or it overflowed): count only in the other columns.
+    sums = frame.select(pl.col(wanted + cores).sum()).row(0)
+    suspects = [c for c, total in zip(wanted + cores, sums) if not np.isfinite(total)]
+    counts = dict.fromkeys(wanted + cores, 0)
+    if suspects:
+        counts.update(zip(suspects, frame.select((~pl.col(suspects).is_finite()).sum()).row(0)))
+    # Only the idle shares of the cores are used (by _derive); only columns with a non-finite value need a pass.
+    kept = wanted + [c for c in cores if c.endswith("_idle_pct")]
+    finite = [pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) if counts[c] else pl.col(c) for c in kept]
+    return frame.select("host", "ts_ns", *finite), sum(counts.values())
 
 
 def _derive(buckets: pl.DataFrame) -> pl.DataFrame:
+    """The CPU busy shares, of all cores, of the busiest core, and its spread; without the per-core columns."""
     idle = [c for c in buckets.columns if c.startswith("cpu_core") and c.endswith("_idle_pct")]
-    busy = [100.0 - pl.col(c) for c in idle]
     derived = [(100.0 - pl.col("cpu_idle_pct")).alias("cpu_busy_pct")]
-    if busy:
+    if idle:
+        # numpy's fmin and fmax (which skip NaN, here the nulls) are several times faster than min/max_horizontal.
+        # 100 - x never increases with x, so 100 - min(idle) is exactly the largest 100 - idle.
+        as_nan = buckets.select(pl.col(idle).fill_null(np.nan))
+        cores = [as_nan[c].to_numpy() for c in idle]
+        least, most = cores[0].copy(), cores[0].copy()
+        for core in cores[1:]:
+            np.fmin(least, core, out=least)
+            np.fmax(most, core, out=most)
+        busiest, idlest = 100.0 - least, 100.0 - most
         derived += [
-            pl.max_horizontal(busy).alias("cpu_core_max_busy_pct"),
-            (pl.max_horizontal(busy) - pl.min_horizontal(busy)).alias("cpu_core_spread_pct"),
+            pl.Series("cpu_core_max_busy_pct", busiest).fill_nan(None),
+            pl.Series("cpu_core_spread_pct", busiest - idlest).fill_nan(None),
         ]
     else:
         derived += [pl.lit(None, dtype=pl.Float64).alias(n) for n in ("cpu_core_max_busy_pct", "cpu_core_spread_pct")]
-    return buckets.with_columns(derived)
+    return buckets.with_columns(derived).drop(idle)
 
 
 def _sorted_by_host_and_time(frame: pl.DataFrame) -> bool:
@@ -178,14 +202,18 @@ def _shares_buckets(frame: pl.DataFrame) -> bool:
     return bool(frame.select(same.any()).item())
 
 
+def _same_host() -> pl.Expr:
+    """Whether the previous row is of the same host (rows sorted by host)."""
+    return pl.col("host") == pl.col("host").shift(1)
+
+
 def _rates(step: int) -> list[pl.Expr]:
-    """Per-second rates of every counter between a host's consecutive buckets (rows sorted by host, time)."""
-    # The previous row is the same host's previous bucket, except on a host's first row.
-    same_host = pl.col("host") == pl.col("host").shift(1)
+    """Per-second rates of every counter since the previous row, which is the same host's previous bucket
+    (rows sorted by host, time) except on a host's first row: its rates are wrong and it must be dropped."""
     seconds = (pl.col("bucket") - pl.col("bucket").shift(1)) / NS
     exprs = []
     for metric in COUNTERS:
-        value, previous = pl.col(metric.name), pl.when(same_host).then(pl.col(metric.name).shift(1))
+        value, previous = pl.col(metric.name), pl.col(metric.name).shift(1)
         delta = value - previous
         # A counter that went down wrapped if it was near 2**32 or 2**64, else it was reset to 0.
         wrap = pl.when(previous >= 0.75 * 2.0**64).then(2.0**64).when(previous.is_between(0.75 * _WRAP_32, _WRAP_32)).then(
@@ -196,14 +224,22 @@ def _rates(step: int) -> list[pl.Expr]:
     return exprs
 
 
-def _grid(observed: pl.DataFrame, step: int) -> pl.DataFrame:
-    """Every bucket from each host's first to its last observed one."""
+def _fill_gaps(observed: pl.DataFrame, step: int, max_fill_ns: int, report: CanonicalReport) -> pl.DataFrame:
+    """Every bucket from each host's first to its last observed one, except those more than ``max_fill_ns`` after
+    the last observed one; the missing buckets kept have null metrics (rows sorted by host, time)."""
     spans = observed.group_by("host").agg(first=pl.col("bucket").min(), last=pl.col("bucket").max())
-    return (
+    grid = (
         spans.select("host", bucket=pl.int_ranges("first", pl.col("last") + step, step))
         .explode("bucket")
         .sort("host", "bucket")
+        .join(observed.with_columns(_seen=pl.lit(True)), on=["host", "bucket"], how="left", maintain_order="left")
+        .with_columns(pl.col("_seen").fill_null(False))
     )
+    last_seen = pl.when(pl.col("_seen")).then(pl.col("bucket")).forward_fill().over("host")
+    fillable = (pl.col("bucket") - last_seen) <= max_fill_ns
+    report.filled_buckets = grid.filter(~pl.col("_seen") & fillable).height
+    report.gap_buckets_dropped = grid.filter(~fillable).height
+    return grid.filter(fillable).drop("_seen")
 
 
 def _labels(frame: pl.DataFrame, incidents: pl.DataFrame) -> pl.DataFrame:
@@ -212,8 +248,10 @@ def _labels(frame: pl.DataFrame, incidents: pl.DataFrame) -> pl.DataFrame:
         return frame.with_columns(label=pl.lit(0, dtype=pl.Int8), incident=pl.lit(None, dtype=pl.String))
     windows = incidents.sort("start_ns").select("host", bucket="start_ns", _end="end_ns", _kind="kind")
     # frame is sorted by host, then time: sorted on "bucket" within each "by" group, which is what join_asof needs
-    joined = frame.join_asof(windows, on="bucket", by="host", strategy="backward", check_sortedness=False)
+    # The join keeps the rows in order, one per row of frame: joining only the keys spares copying the metrics.
+    joined = frame.select("host", "bucket").join_asof(
+        windows, on="bucket", by="host", strategy="backward", check_sortedness=False
+    )
     inside = pl.col("bucket") < pl.col("_end")
-    return joined.with_columns(
-        label=inside.fill_null(False).cast(pl.Int8), incident=pl.when(inside).then(pl.col("_kind"))
-    ).drop("_end", "_kind")
+    labels = joined.select(label=inside.fill_null(False).cast(pl.Int8), incident=pl.when(inside).then(pl.col("_kind")))
+    return frame.hstack(labels)

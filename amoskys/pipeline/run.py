@@ -26,7 +26,7 @@ from amoskys.pipeline.features import Feature, apply
 from amoskys.pipeline.outputs import pipeline_summary, writable, write_datasets, write_metadata, write_summary
 from amoskys.pipeline.plots import make_plots
 from amoskys.pipeline.source import RawTelemetry, read_store, simulated
-from amoskys.pipeline.split import split_by_time
+from amoskys.pipeline.split import split_by_time, split_columns, train_mask
 from amoskys.pipeline.temporal import temporal_defs, temporal_features
 from amoskys.store import Store
 from amoskys.timeutil import parse_time
@@ -124,8 +124,9 @@ def compute_features(raw: RawTelemetry, config: Config, clock: StageClock) -> Fe
         anomaly.fit(train_rows)
         del train_rows
         frame = anomaly.transform(frame)
-        train, val = split_by_time(frame, settings.train_fraction)
-        del frame
+        mask, columns = train_mask(frame, settings.train_fraction), frame.get_columns()
+        del frame  # the columns list is now the only hold on them: each is freed once split
+        train, val = split_columns(columns, mask)
     declared = [
         *canonical_features(present_optional_metrics(raw.snapshots)),
         *(d.feature for d in temporal_defs(settings)), *(d.feature for d in cross), *packs.declared(loaded),

@@ -46,6 +46,25 @@ def split_by_time(frame: pl.DataFrame, train_fraction: float) -> tuple[pl.DataFr
     return marked.filter("_train").drop("_train"), marked.filter(~pl.col("_train")).drop("_train")
 
 
+def train_mask(frame: pl.DataFrame, train_fraction: float) -> pl.Series:
+    """Which rows of frame ``split_by_time`` puts in train."""
+    return _marked(frame.select("host", "ts"), train_fraction)["_train"]
+
+
+def split_columns(columns: list[pl.Series], mask: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(train, validation) from a frame's columns, emptying ``columns`` as it goes.
+
+    For a wide frame: once the caller has let go of the frame, each column is freed as
+    soon as it is split, so the split needs memory for one column more, not a second frame.
+    """
+    train, validation = [], []
+    while columns:
+        column = columns.pop(0)
+        train.append(column.filter(mask))
+        validation.append(column.filter(~mask))
+    return pl.DataFrame(train), pl.DataFrame(validation)
+
+
 def _marked(frame: pl.DataFrame, train_fraction: float) -> pl.DataFrame:
     """frame with each host's bound ``_end`` (epoch ns) and ``_train`` (the row is before it)."""
     if not 0.0 < train_fraction < 1.0:

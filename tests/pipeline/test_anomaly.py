@@ -230,3 +230,22 @@ def test_numpy_lof_matches_sklearn_novelty_lof():
     theirs = LocalOutlierFactor(n_neighbors=10, novelty=True, algorithm="brute").fit(reference)
     assert np.allclose(ours.score(rows), -theirs.score_samples(rows), rtol=1e-6)
     assert np.allclose(ours.training_scores, -theirs.negative_outlier_factor_, rtol=1e-9)
+
+
+def test_lof_score_of_a_row_does_not_depend_on_its_block_or_chunk():
+    from amoskys.pipeline.anomaly import _LOF_BLOCK, _Lof
+
+    rng = np.random.default_rng(6)
+    reference, rows = rng.normal(size=(256, 8)), rng.normal(size=(2 * _LOF_BLOCK + 123, 8)) * 2
+    lof = _Lof(reference, 10)
+    whole = lof.score(rows)
+    assert np.array_equal(whole, np.concatenate([lof.score(rows[i:i + 1000]) for i in range(0, len(rows), 1000)]))
+    assert np.array_equal(whole[:5], lof.score(np.asfortranarray(rows[:5])))
+
+
+def test_reference_is_the_sampled_rows_of_the_scaled_training_frame(simulated_out):
+    stage, frame, _ = simulated_out
+    train = split_by_time(frame, 0.8)[0]
+    z = stage._scaled(train).select(stage._z_names()).fill_null(0.0).to_numpy()
+    sample = np.sort(np.random.default_rng(stage.seed).choice(len(z), len(stage.reference_), replace=False))
+    assert np.array_equal(stage.reference_, z[sample])

@@ -134,3 +134,20 @@ def test_labels_and_rates_with_several_hosts_given_out_of_order():
     assert column(frame, "a", "label") == [0, 0, 0] and column(frame, "b", "label") == [1, 1, 0]
     assert column(frame, "a", "net_rx_bytes_per_s") == [100.0] * 3 and column(frame, "b", "net_rx_bytes_per_s") == [7.0] * 3
     assert report.merged_rows == 0
+
+
+def test_core_shares_and_gaps_with_several_hosts_given_out_of_order():
+    # Core 1 of host a lacks a value and core 0 a finite one: the busiest and idlest core are among those left.
+    cores = {0: {"cpu_core0_idle_pct": 10.0, "cpu_core1_idle_pct": 70.0, "cpu_core2_idle_pct": 40.0},
+             5: {"cpu_core0_idle_pct": 20.0, "cpu_core2_idle_pct": 90.0},
+             30: {"cpu_core0_idle_pct": math.nan, "cpu_core1_idle_pct": 50.0, "cpu_core2_idle_pct": 60.0}}  # fmt: skip
+    rows = [sample("a", t, cpu_core0_user_pct=1.0, **cores[t]) for t in (30, 5, 0)]
+    rows += [sample("b", t, cpu_core0_idle_pct=25.0, cpu_core0_user_pct=1.0) for t in (10, 0, 5)]
+    frame, report = run(rows, max_fill=10.0)
+    assert frame["host"].to_list() == ["a"] * 4 + ["b"] * 2
+    assert [(t - T0) // S for t in frame["ts"].dt.epoch("ns").to_list()] == [5, 10, 15, 30, 5, 10]
+    assert column(frame, "a", "cpu_core_max_busy_pct") == [80.0, 80.0, 80.0, 50.0]  # 10, 15 s: forward filled
+    assert column(frame, "a", "cpu_core_spread_pct") == [70.0, 70.0, 70.0, 10.0]
+    assert column(frame, "b", "cpu_core_max_busy_pct") == [75.0, 75.0] and column(frame, "b", "cpu_core_spread_pct") == [0.0, 0.0]
+    assert report.filled_buckets == 2 and report.gap_buckets_dropped == 2 and report.nonfinite_values == 1
+    assert report.merged_rows == 0

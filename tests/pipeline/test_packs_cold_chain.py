@@ -93,3 +93,12 @@ def test_a_future_change_never_moves_an_earlier_value(fridge):
     changed = _compute(_frame(TEMPS[:cut] + [40.0, -10.0] * 10)).filter(pl.col("host") == "fridge")
     assert changed.head(cut).equals(fridge.head(cut))
     assert not changed.tail(ROWS - cut).equals(fridge.tail(ROWS - cut))
+
+
+def test_an_excursion_never_runs_on_into_the_next_host():
+    # The fridge ends out of range; a second fridge that starts out of range starts its own excursion.
+    second = _frame().filter(pl.col("host") == "fridge").with_columns(host=pl.lit("fridge2"), **{SENSOR: pl.lit(1.5)})
+    out = _compute(pl.concat([_frame(), second]).sort("host", "ts")).filter(pl.col("host") == "fridge2")
+    assert out["temp_excursion_duration_s"][0] == 5.0
+    assert out["temp_out_of_range_s_1h"][0] == 5.0
+    assert out["temp_rate_celsius_per_min_60s"][0] is None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import polars as pl
 import pytest
 
 from amoskys.config import SimulatorConfig
 from amoskys.pipeline import canonical, packs, source
+from amoskys.pipeline.features import seconds
+from amoskys.pipeline.packs import _common
 
 # seed 3 puts every incident kind this pack watches on some host of four.
 SIMULATION = SimulatorConfig(hosts=4, duration_seconds=7200, seed=3)
@@ -76,3 +80,23 @@ def test_a_quiet_host_reads_steady_not_missing(fleet):
     assert out["scan_fail_share_60s"].unique().to_list() == [0.0]
     assert out["scan_fail_burstiness_60s"].unique().to_list() == [1.0]
     assert out["scan_rst_burstiness_60s"].unique().to_list() == [1.0]
+
+
+def test_each_host_reads_as_if_alone(fleet):
+    # The windows of all hosts run in one pass: none may reach into the previous host's rows.
+    frame, out, loaded = fleet
+    for host in frame["host"].unique().to_list():
+        alone = packs.compute_all(frame.filter(pl.col("host") == host), pl.DataFrame(), loaded)
+        assert alone.equals(out.filter(pl.col("host") == host)), host
+
+
+@pytest.mark.parametrize("window_s", [60.0, 300.0, 3600.0])
+def test_median_before_is_the_median_over_time_on_any_spacing(window_s):
+    # Regular stretches, gaps longer than the window, odd steps and hosts of one row.
+    steps_ms = [5000] * 700 + [7300, 5000, 4_000_000] + [5000] * 800 + [1000, 10000] * 50 + [500] * 300
+    ts = list(itertools.accumulate(steps_ms))
+    hosts = ["a"] * 1000 + ["b"] + ["c"] * (len(ts) - 1001)
+    frame = pl.DataFrame({"host": hosts, "ts": ts, "x": [float(i * 7919 % 101) for i in range(len(ts))]})
+    keyed = _common.with_host_time(frame.with_columns(pl.from_epoch("ts", time_unit="ms").dt.cast_time_unit("ns")))
+    expected = keyed.select(pl.col("x").rolling_median_by("ts", seconds(window_s), closed="left").over("host"))
+    assert _common.median_before(keyed, "x", window_s).equals(expected.to_series())

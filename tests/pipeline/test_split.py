@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from amoskys.errors import InputError
-from amoskys.pipeline.split import split_bounds, split_by_time
+from amoskys.pipeline.split import split_bounds, split_by_time, split_columns, train_mask
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -77,3 +77,12 @@ def test_fraction_outside_0_1_is_an_input_error(fraction):
         split_by_time(tiny(), fraction)
     with pytest.raises(InputError):
         split_bounds(tiny(), fraction)
+
+
+def test_split_columns_gives_what_split_by_time_gives(simulated_split):
+    frame = simulated_split.canonical
+    train, validation = split_by_time(frame, 0.8)
+    columns = frame.get_columns()
+    by_columns = split_columns(columns, train_mask(frame, 0.8))
+    assert by_columns[0].equals(train) and by_columns[1].equals(validation)
+    assert columns == []  # emptied as it went

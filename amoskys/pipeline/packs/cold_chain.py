@@ -18,8 +18,8 @@ from __future__ import annotations
 import polars as pl
 
 from amoskys.errors import ConfigError
-from amoskys.pipeline.features import DOMAIN, Feature, FeatureDef, apply, seconds
-from amoskys.pipeline.packs._common import check_settings, interval_ns, roll, slope_per_s
+from amoskys.pipeline.features import DOMAIN, Feature, FeatureDef, seconds
+from amoskys.pipeline.packs._common import add_on_host_time, check_settings, interval_ns, roll, same_host, slope_per_s
 
 NAME = "cold_chain"
 SENSOR = "sensor_temperature_celsius"
@@ -49,8 +49,9 @@ def _defs(settings: dict, step_s: float) -> list[FeatureDef]:
     temp = pl.col(SENSOR)
     excursion = pl.max_horizontal(low - temp, temp - high, 0.0)
     out = excursion > 0
-    # The start of the current excursion: the ts of its first row, carried forward.
-    began = pl.when(out & ~out.shift(1).fill_null(False)).then(pl.col("ts")).forward_fill().over("host")
+    # The start of the current excursion: the ts of its first row, carried forward (a host's first row out of
+    # range starts one, so the fill never carries another host's start into an excursion).
+    began = pl.when(out & ~(out.shift(1) & same_host()).fill_null(False)).then(pl.col("ts")).forward_fill()
     current = pl.when(out).then((pl.col("ts") - began).dt.total_nanoseconds() / 1e9 + step_s).otherwise(0.0)
     rates = {w: slope_per_s(temp, w) * 60.0 for w in RATE_WINDOWS_S}
     rows = [
@@ -88,7 +89,7 @@ class ColdChainPack:
         if SENSOR not in frame.columns:
             raise ConfigError(f"pack {NAME} needs {SENSOR}, which no host reports")
         step_s = interval_ns(frame, NAME, settings["interval_seconds"]) / 1e9 if frame.height else 1.0
-        return apply(frame, _defs(settings, step_s))
+        return add_on_host_time(frame, [d.expr.alias(d.feature.name) for d in _defs(settings, step_s)])
 
 
 PACK = ColdChainPack()

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import polars as pl
 
-from amoskys.pipeline.features import DOMAIN, Feature, FeatureDef, apply, safe_ratio, seconds
-from amoskys.pipeline.packs._common import check_settings, roll, slope_per_s
+from amoskys.pipeline.features import DOMAIN, Feature, FeatureDef, safe_ratio, seconds
+from amoskys.pipeline.packs._common import (
+    HOST_SECONDS,
+    HOST_TIME,
+    check_settings,
+    median_before,
+    roll,
+    same_host,
+    slope_per_s,
+    with_host_time,
+)
 
 NAME = "security"
 SHORT_S, LONG_S, BASELINE_S = 60.0, 300.0, 3600.0
+# The hour-before medians, computed before the features that divide by them (see compute).
+BASELINES = {"net_tx_bytes_per_s": "_tx_baseline", "process_forks_per_s": "_forks_baseline"}
 TX_FLOOR_BYTES_PER_S = 1024.0  # baselines below this are raised to it: an idle host's surge stays finite
 FORK_FLOOR_PER_S = 1.0  # likewise for forks
 
@@ -29,9 +40,9 @@ def _ratio(numerator: pl.Expr, denominator: pl.Expr, idle: float) -> pl.Expr:
 
 def _exited_per_s() -> pl.Expr:
     """Processes that exited since the previous row, per second: forks minus the growth in process_count."""
-    elapsed = (pl.col("ts") - pl.col("ts").shift(1)).dt.total_nanoseconds() / 1e9
-    growth = (pl.col("process_count") - pl.col("process_count").shift(1)) / elapsed
-    return (pl.col("process_forks_per_s") - growth).clip(lower_bound=0.0).over("host")
+    elapsed = pl.col("ts").diff().dt.total_nanoseconds() / 1e9
+    growth = pl.when(same_host()).then(pl.col("process_count").diff() / elapsed)  # null at a host's first row
+    return (pl.col("process_forks_per_s") - growth).clip(lower_bound=0.0)
 
 
 def _variability(*columns: str) -> pl.Expr:
@@ -73,7 +84,7 @@ def _defs() -> list[FeatureDef]:
         ("exfil_tx_surge", "ratio", "Bytes sent per second (mean over 60 s) over the host's median of the hour "
          "before (baseline at least 1 KiB/s).", ("net_tx_bytes_per_s",), base,
          safe_ratio(roll(tx, "mean", SHORT_S),
-                    roll(tx, "median", BASELINE_S, "left").clip(lower_bound=TX_FLOOR_BYTES_PER_S))),
+                    pl.col(BASELINES["net_tx_bytes_per_s"]).clip(lower_bound=TX_FLOOR_BYTES_PER_S))),
         ("exfil_tx_share_60s", "ratio", "Sent bytes as a share of sent plus received over 60 s (0..1): a bulk "
          "upload pushes it to 1.", ("net_tx_bytes_per_s", "net_rx_bytes_per_s"), short,
          safe_ratio(roll(tx, "sum", SHORT_S), roll(tx + rx, "sum", SHORT_S))),
@@ -87,7 +98,7 @@ def _defs() -> list[FeatureDef]:
         ("fork_surge", "ratio", "Forks per second (mean over 60 s) over the host's median of the hour before "
          "(baseline at least 1/s).", ("process_forks_per_s",), base,
          safe_ratio(roll(forks, "mean", SHORT_S),
-                    roll(forks, "median", BASELINE_S, "left").clip(lower_bound=FORK_FLOOR_PER_S))),
+                    pl.col(BASELINES["process_forks_per_s"]).clip(lower_bound=FORK_FLOOR_PER_S))),
         ("procs_running_per_core", "ratio", "Runnable processes per logical core: above a few, tasks queue for "
          "CPU.", ("procs_running_count", "cpu_count"), None,
          safe_ratio(pl.col("procs_running_count"), pl.col("cpu_count"))),
@@ -110,7 +121,10 @@ class SecurityPack:
 
     def compute(self, frame: pl.DataFrame, flows: pl.DataFrame, settings: dict) -> pl.DataFrame:
         self.settings(settings)
-        return apply(frame, _defs())
+        keyed = with_host_time(frame)
+        keyed = keyed.with_columns(median_before(keyed, c, BASELINE_S).alias(name) for c, name in BASELINES.items())
+        out = keyed.with_columns(d.expr.alias(d.feature.name) for d in _defs())
+        return out.drop(HOST_TIME, HOST_SECONDS, *BASELINES.values())
 
 
 PACK = SecurityPack()
