@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from amoskys.pipeline.features import CANONICAL, Feature
+from amoskys.pipeline.features import CANONICAL, Feature, same_host
 from amoskys.pipeline.source import RawTelemetry
 from amoskys.telemetry import catalogue
 
@@ -109,12 +109,12 @@ def build_canonical(raw: RawTelemetry, interval_s: float, max_fill_s: float) -> 
         buckets = buckets if order is None else buckets[order]
     report.merged_rows = snapshots.height - buckets.height
     # A host's first bucket has no previous one to take rates from.
-    observed = buckets.lazy().with_columns(_rates(step)).filter(_same_host()).collect()
+    observed = buckets.lazy().with_columns(_rates(step)).filter(same_host()).collect()
     report.first_buckets_dropped = buckets.select(pl.col("host").n_unique()).item() if buckets.height else 0
     report.hosts_dropped = sorted(set(buckets["host"].unique()) - set(observed["host"].unique()))
 
     grid = observed.select("host", "bucket", *names)
-    if grid.select((_same_host() & (pl.col("bucket").diff() != step)).any()).item():
+    if grid.select((same_host() & (pl.col("bucket").diff() != step)).any()).item():
         grid = _fill_gaps(grid, step, int(max_fill_s * NS) // step * step, report)
     # Only columns with a null have anything to count, forward fill or report as never reported.
     nullable = [c for c, n in zip(grid.columns, grid.null_count().row(0)) if n and c in names]
@@ -202,9 +202,6 @@ def _shares_buckets(frame: pl.DataFrame) -> bool:
     return bool(frame.select(same.any()).item())
 
 
-def _same_host() -> pl.Expr:
-    """Whether the previous row is of the same host (rows sorted by host)."""
-    return pl.col("host") == pl.col("host").shift(1)
 
 
 def _rates(step: int) -> list[pl.Expr]:

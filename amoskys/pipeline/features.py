@@ -47,6 +47,35 @@ class FeatureDef:
     expr: pl.Expr  # computes the feature; aliased to feature.name when applied
 
 
+HOST_TIME = "_host_time"
+HOST_SECONDS = "_host_seconds"  # time since the host's first row: keeps sums of time small
+
+
+def same_host() -> pl.Expr:
+    """True where the row follows a row of the same host (in a frame sorted by host): a shift
+    that must not cross hosts is masked with it, which is far cheaper than ``over("host")``."""
+    return (pl.col("host") == pl.col("host").shift(1)).fill_null(False)
+
+
+def with_host_time(frame: pl.DataFrame, gap_s: float) -> pl.DataFrame:
+    """frame (sorted by host, then ts) with ``HOST_TIME`` and ``HOST_SECONDS``.
+
+    ``HOST_TIME`` is one time axis on which each host follows the previous one after
+    ``gap_s``, with the exact steps between a host's rows: a rolling window shorter than
+    the gap, run over the whole column, never mixes hosts and holds the same rows as it
+    would per host, at about half the cost of ``over("host")``. Microseconds, so that
+    even a large fleet's axis stays far from overflowing.
+    """
+    first = ~same_host()
+    step_us = pl.when(first).then(round(gap_s * 1e6)).otherwise(pl.col("ts").diff().dt.total_microseconds())
+    axis = step_us.cum_sum().cast(pl.Datetime("us")).set_sorted()
+    return frame.with_columns(axis.alias(HOST_TIME)).with_columns(
+        # A host's first row is its earliest: a forward fill carries its origin along.
+        ((pl.col(HOST_TIME) - pl.when(first).then(pl.col(HOST_TIME)).forward_fill()).dt.total_microseconds() / 1e6)
+        .alias(HOST_SECONDS)
+    )
+
+
 def apply(frame: pl.DataFrame, defs: list[FeatureDef]) -> pl.DataFrame:
     """frame with every definition's column added, computed in one parallel pass."""
     return frame.with_columns([d.expr.alias(d.feature.name) for d in defs]) if defs else frame

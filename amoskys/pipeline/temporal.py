@@ -36,7 +36,7 @@ import polars as pl
 
 from amoskys.config import PipelineConfig
 from amoskys.pipeline.canonical import canonical_features
-from amoskys.pipeline.features import TEMPORAL, Feature, FeatureDef, apply, seconds
+from amoskys.pipeline.features import HOST_SECONDS, HOST_TIME, TEMPORAL, Feature, FeatureDef, apply, seconds, with_host_time
 
 # The signature metric of each kind of trouble: crypto miner, memory leak, disk thrash,
 # fork storm, exfiltration, port scan. Stage 1 fills them, so they are never null.
@@ -50,42 +50,31 @@ KEY_METRICS = (
 )
 
 
-HOST_TIME = "_host_time"
-HOST_SECONDS = "_host_seconds"  # time since the host's first row: keeps slope sums small
-# Between two hosts on HOST_TIME: longer than any window, and long enough for an EWM's
-# weights to underflow to exactly 0 (2**-1100) even at a half-life of a day.
-_HOST_GAP_US = 1100 * 86_400 * 10**6
-
-
 def temporal_features(frame: pl.DataFrame, config: PipelineConfig) -> pl.DataFrame:
     """frame (sorted by host, then ts) with every stage-2 feature added."""
     defs = temporal_defs(config)
-    keyed = with_host_time(frame, config.windows_seconds)
+    keyed = _keyed(frame, config)
     # Volatility divides two other features: it is computed from their columns, after them.
     first = [d for d in defs if _VOLATILITY not in d.feature.name]
     then = [d for d in defs if _VOLATILITY in d.feature.name]
     return apply(apply(keyed, first), then).select(*frame.columns, *(d.feature.name for d in defs))
 
 
-def with_host_time(frame: pl.DataFrame, windows_seconds: tuple[float, ...]) -> pl.DataFrame:
-    """frame (sorted by host, then ts) with the columns that stage-2 expressions run on.
-
-    Besides the time axis: per window, what does not depend on the metric (the mean and
-    variance of the time in the window, for slopes, and the row of the window's oldest
+def _keyed(frame: pl.DataFrame, config: PipelineConfig) -> pl.DataFrame:
+    """frame on the host-time axis, plus, per window, what does not depend on the metric (the
+    mean and variance of time in the window, for slopes; the row of the window's oldest
     sample, for rates of change), computed once for all metrics.
+
+    Hosts sit a day apart on the axis, or more: beyond every window, and 1100 half-lives
+    beyond each EWM, where the previous host's weight, 2**-1100, is exactly 0 in float64:
+    each host's averages start afresh, exactly.
     """
-    start = frame["ts"].min()
-    span_us = int((frame["ts"].max() - start).total_seconds() * 1e6) if frame.height else 0
-    stride_us = span_us + _HOST_GAP_US
-    ts_us = (pl.col("ts") - pl.lit(start)).dt.total_microseconds()
-    host_index = pl.col("host").rank("dense").cast(pl.Int64) - 1
-    keyed = frame.with_columns(
-        pl.from_epoch(ts_us + host_index * stride_us, time_unit="us").alias(HOST_TIME),
-        ((pl.col("ts") - pl.col("ts").first()).dt.total_nanoseconds() * 1e-9).over("host").alias(HOST_SECONDS),
-    )
+    longest_window, longest_half_life = max(config.windows_seconds, default=0.0), max(config.ewm_half_lives_seconds, default=0.0)
+    gap_s = max(86_400.0, 2 * longest_window, 1100 * longest_half_life)
+    keyed = with_host_time(frame, gap_s)
     u = pl.col(HOST_SECONDS)
     per_window = []
-    for window_s in windows_seconds:
+    for window_s in config.windows_seconds:
         w = seconds(window_s)
         per_window += [
             u.rolling_mean_by(HOST_TIME, w).alias(_u_mean(w)),

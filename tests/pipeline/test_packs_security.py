@@ -97,6 +97,6 @@ def test_median_before_is_the_median_over_time_on_any_spacing(window_s):
     ts = list(itertools.accumulate(steps_ms))
     hosts = ["a"] * 1000 + ["b"] + ["c"] * (len(ts) - 1001)
     frame = pl.DataFrame({"host": hosts, "ts": ts, "x": [float(i * 7919 % 101) for i in range(len(ts))]})
-    keyed = _common.with_host_time(frame.with_columns(pl.from_epoch("ts", time_unit="ms").dt.cast_time_unit("ns")))
+    keyed = _common.with_host_time(frame.with_columns(pl.from_epoch("ts", time_unit="ms").dt.cast_time_unit("ns")), _common.HOST_GAP_S)
     expected = keyed.select(pl.col("x").rolling_median_by("ts", seconds(window_s), closed="left").over("host"))
     assert _common.median_before(keyed, "x", window_s).equals(expected.to_series())

@@ -1,9 +1,7 @@
 """Helpers shared by the packs: settings checks, the frame's row spacing, per-host rolling windows.
 
-Windows run on ``HOST_TIME``, a time axis on which each host follows the previous one
-after a gap longer than any window: one rolling pass over the whole column then never
-mixes hosts, and costs about half of a pass per host (``over("host")``). Within a host
-the axis keeps the exact steps between rows, so every window holds the same rows.
+Windows run on ``HOST_TIME`` (see ``features.with_host_time``), with hosts a day apart,
+so a pack's windows must be shorter than a day.
 """
 
 from __future__ import annotations
@@ -11,11 +9,9 @@ from __future__ import annotations
 import polars as pl
 
 from amoskys.errors import ConfigError
-from amoskys.pipeline.features import seconds
+from amoskys.pipeline.features import HOST_SECONDS, HOST_TIME, same_host, seconds, with_host_time
 
-HOST_TIME = "_host_time"
-HOST_SECONDS = "_host_seconds"  # time since the host's first row: keeps slope sums small
-_HOST_GAP_S = 86_400.0  # between two hosts on HOST_TIME; a window must be shorter
+HOST_GAP_S = 86_400.0  # between two hosts on HOST_TIME; a pack's window must be shorter
 
 
 def check_settings(pack: str, raw: dict, spec: dict[str, tuple[type, object]]) -> dict:
@@ -55,28 +51,10 @@ def interval_ns(frame: pl.DataFrame, pack: str, configured: float | None) -> int
     return int(steps["step"].min())
 
 
-def same_host() -> pl.Expr:
-    """True where the row follows a row of the same host (the frame is sorted by host): a shift that must not
-    cross hosts is masked with it."""
-    return (pl.col("host") == pl.col("host").shift(1)).fill_null(False)
-
-
-def with_host_time(frame: pl.DataFrame) -> pl.DataFrame:
-    """frame (sorted by host, then ts) with ``HOST_TIME`` and ``HOST_SECONDS``, for ``roll`` and ``slope_per_s``."""
-    first = ~same_host()
-    step_ns = pl.when(first).then(round(_HOST_GAP_S * 1e9)).otherwise(pl.col("ts").diff().dt.total_nanoseconds())
-    axis = step_ns.cum_sum().cast(pl.Datetime("ns")).set_sorted()
-    return frame.with_columns(axis.alias(HOST_TIME)).with_columns(
-        # The host's first row is its earliest: a forward fill carries its origin without over("host").
-        ((pl.col(HOST_TIME) - pl.when(first).then(pl.col(HOST_TIME)).forward_fill()).dt.total_nanoseconds() / 1e9)
-        .alias(HOST_SECONDS)
-    )
-
-
 def add_on_host_time(frame: pl.DataFrame, columns: list[pl.Expr]) -> pl.DataFrame:
     """frame (sorted by host, then ts) with the columns added, computed in one parallel pass; they may use
     ``HOST_TIME`` and ``HOST_SECONDS``, which are not returned."""
-    return with_host_time(frame).with_columns(columns).drop(HOST_TIME, HOST_SECONDS)
+    return with_host_time(frame, HOST_GAP_S).with_columns(columns).drop(HOST_TIME, HOST_SECONDS)
 
 
 def median_before(keyed: pl.DataFrame, column: str, window_s: float) -> pl.Series:
@@ -110,7 +88,7 @@ def median_before(keyed: pl.DataFrame, column: str, window_s: float) -> pl.Serie
 def roll(expr: pl.Expr, how: str, window_s: float, closed: str = "right") -> pl.Expr:
     """A per-host rolling aggregate over the last window_s seconds (closed="left" leaves the row out); for
     ``add_on_host_time``."""
-    if window_s >= _HOST_GAP_S:
+    if window_s >= HOST_GAP_S:
         raise ValueError(f"a {window_s} s window would reach across hosts on {HOST_TIME}")
     return getattr(expr, f"rolling_{how}_by")(HOST_TIME, seconds(window_s), closed=closed)
 

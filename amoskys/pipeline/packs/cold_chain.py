@@ -19,7 +19,8 @@ import polars as pl
 
 from amoskys.errors import ConfigError
 from amoskys.pipeline.features import DOMAIN, Feature, FeatureDef, seconds
-from amoskys.pipeline.packs._common import add_on_host_time, check_settings, interval_ns, roll, same_host, slope_per_s
+from amoskys.pipeline.features import same_host
+from amoskys.pipeline.packs._common import add_on_host_time, check_settings, interval_ns, roll, slope_per_s
 
 NAME = "cold_chain"
 SENSOR = "sensor_temperature_celsius"

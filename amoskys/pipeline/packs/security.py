@@ -12,17 +12,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from amoskys.pipeline.features import DOMAIN, Feature, FeatureDef, safe_ratio, seconds
-from amoskys.pipeline.packs._common import (
-    HOST_SECONDS,
-    HOST_TIME,
-    check_settings,
-    median_before,
-    roll,
-    same_host,
-    slope_per_s,
-    with_host_time,
-)
+from amoskys.pipeline.features import (
+    DOMAIN, HOST_SECONDS, HOST_TIME, Feature, FeatureDef, safe_ratio, same_host, seconds, with_host_time,
+)  # fmt: skip
+from amoskys.pipeline.packs._common import HOST_GAP_S, check_settings, median_before, roll, slope_per_s
 
 NAME = "security"
 SHORT_S, LONG_S, BASELINE_S = 60.0, 300.0, 3600.0
@@ -121,7 +114,7 @@ class SecurityPack:
 
     def compute(self, frame: pl.DataFrame, flows: pl.DataFrame, settings: dict) -> pl.DataFrame:
         self.settings(settings)
-        keyed = with_host_time(frame)
+        keyed = with_host_time(frame, HOST_GAP_S)
         keyed = keyed.with_columns(median_before(keyed, c, BASELINE_S).alias(name) for c, name in BASELINES.items())
         out = keyed.with_columns(d.expr.alias(d.feature.name) for d in _defs())
         return out.drop(HOST_TIME, HOST_SECONDS, *BASELINES.values())
