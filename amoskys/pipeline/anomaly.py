@@ -190,7 +190,7 @@ class AnomalyStage:
         return work.with_columns(pl.when(v.is_finite()).then(v).alias(f"{m}:z") for m, v in zip(self._metrics(), z))
 
     def _windowed(self, work: pl.DataFrame) -> pl.DataFrame:
-        """The entropy and correlation columns, from one pass of rolling sums per host."""
+        """The entropy and correlation columns, from rolling sums per host."""
         w, span_ns = seconds(self.window_s), int(round(self.window_s * 1e9))
         lags = sorted({1, *(3 * k - 1 for k in self.entropy_scales)})  # y averages k samples, so a pattern spans 3k - 1
         # The frame is sorted by host, so a plain shift is the host's own earlier sample wherever the
@@ -200,29 +200,36 @@ class AnomalyStage:
                 for lag in lags]  # fmt: skip
         coarse = [pl.col(m).rolling_mean(k).alias(f"{m}:c{k}")
                   for m in self.key_metrics for k in self.entropy_scales if k > 1]  # fmt: skip
-        helpers = []
+        net = (pl.sum_horizontal(pl.col(f"{n}:z") * pl.col(f"{n}:scale") for n in NET)
+               / pl.sum_horizontal(pl.col(f"{n}:scale") for n in NET))  # fmt: skip
+        base = work.with_columns(*near, *coarse)
+        out: dict[str, pl.Series] = {}
+        # One group of helper columns at a time (a metric's, then CPU/network's): the rolling
+        # sums of all of them at once would hold about twice the frame's size in memory.
         for m in self.key_metrics:
             z = pl.col(f"{m}:z")
-            helpers += _pair_terms(f"{m}:ac", z.shift(1), z, pl.col(":near1"))
+            helpers = _pair_terms(f"{m}:ac", z.shift(1), z, pl.col(":near1"))
             for k in self.entropy_scales:
                 y = pl.col(m if k == 1 else f"{m}:c{k}")
                 helpers += _pattern_packs(f"{m}:pe{k}", y.shift(2 * k), y.shift(k), y, pl.col(f":near{3 * k - 1}"))
-        net = (pl.sum_horizontal(pl.col(f"{n}:z") * pl.col(f"{n}:scale") for n in NET)
-               / pl.sum_horizontal(pl.col(f"{n}:scale") for n in NET))  # fmt: skip
-        helpers += _pair_terms("cpu_net", pl.col(f"{CPU}:z"), net, pl.lit(True))
-        terms = work.with_columns(*near, *coarse).select("host", "ts", *helpers)
-        names = terms.columns[2:]
-        sums = terms.rolling("ts", period=w, group_by="host").agg(pl.col(names).sum())
+            sums = self._rolling_sums(base, helpers, w)
+            out[f"{m}_autocorr_{w}"] = sums.select(_pearson(f"{m}:ac")).to_series()
+            packs = [(sums[f"{m}:pe{k}:0"].to_numpy(), sums[f"{m}:pe{k}:1"].to_numpy()) for k in self.entropy_scales]
+            for k, h in zip(self.entropy_scales, _parallel(lambda halves: _entropy(*halves), packs)):
+                out[f"{m}_perm_entropy_s{k}_{w}"] = pl.Series(h, nan_to_null=True)
+        sums = self._rolling_sums(base, _pair_terms("cpu_net", pl.col(f"{CPU}:z"), net, pl.lit(True)), w)
+        out[f"cpu_net_corr_{w}"] = sums.select(_pearson("cpu_net")).to_series()
+        return pl.DataFrame([series.alias(name) for name, series in out.items()])
+
+    @staticmethod
+    def _rolling_sums(base: pl.DataFrame, helpers: list[pl.Expr], w: str) -> pl.DataFrame:
+        """Each helper's sum over the window ending at each row, per host."""
+        terms = base.select("host", "ts", *helpers)
+        sums = terms.rolling("ts", period=w, group_by="host").agg(pl.col(terms.columns[2:]).sum())
         # The rolling groups come back sorted by host then ts: the frame's own order, checked on entry.
-        if not (sums["host"].equals(work["host"]) and sums["ts"].equals(work["ts"])):
+        if not (sums["host"].equals(base["host"]) and sums["ts"].equals(base["ts"])):
             raise ModelError("stage 5: rolling sums came back in an unexpected row order")
-        out = [_pearson(f"{m}:ac").alias(f"{m}_autocorr_{w}") for m in self.key_metrics]
-        out.append(_pearson("cpu_net").alias(f"cpu_net_corr_{w}"))
-        pairs = [(m, k) for m in self.key_metrics for k in self.entropy_scales]
-        packs = [(sums[f"{m}:pe{k}:0"].to_numpy(), sums[f"{m}:pe{k}:1"].to_numpy()) for m, k in pairs]
-        entropy = _parallel(lambda halves: _entropy(*halves), packs)
-        return sums.select(out).with_columns(pl.Series(f"{m}_perm_entropy_s{k}_{w}", h, nan_to_null=True)
-                                             for (m, k), h in zip(pairs, entropy))  # fmt: skip
+        return sums
 
     def _scores(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lof, iforest) of each row of z; sklearn's scores negated so higher = more anomalous.
