@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from amoskys.errors import InputError, StoreError
+from amoskys.errors import InputError
 from amoskys.store import Store
 from amoskys.store.alerts import (
     Alert,
