@@ -26,7 +26,7 @@ from amoskys.pipeline.features import Feature, apply
 from amoskys.pipeline.outputs import pipeline_summary, writable, write_datasets, write_metadata, write_summary
 from amoskys.pipeline.plots import make_plots
 from amoskys.pipeline.source import RawTelemetry, read_store, simulated
-from amoskys.pipeline.split import split_by_time, split_columns, train_mask
+from amoskys.pipeline.split import split_columns, train_mask
 from amoskys.pipeline.temporal import temporal_defs, temporal_features
 from amoskys.store import Store
 from amoskys.timeutil import parse_time
@@ -118,15 +118,14 @@ def compute_features(raw: RawTelemetry, config: Config, clock: StageClock) -> Fe
         frame = frame.with_columns(packs.compute_all(canonical, raw.flows, loaded).drop(canonical.columns))
     anomaly = AnomalyStage()
     with clock.stage("split"):
-        # stage 5 learns from its inputs only: no need for a copy of every column
-        train_rows, _ = split_by_time(frame.select("host", "ts", *anomaly.key_metrics), settings.train_fraction)
+        is_train = train_mask(frame, settings.train_fraction)
     with clock.stage("anomaly_aware"):
-        anomaly.fit(train_rows)
-        del train_rows
-        frame = anomaly.transform(frame)
-        mask, columns = train_mask(frame, settings.train_fraction), frame.get_columns()
+        # stage 5 learns from its inputs only: no need for a copy of every column
+        anomaly.fit(frame.select("host", "ts", *anomaly.key_metrics).filter(is_train))
+        frame = anomaly.transform(frame)  # same rows, same order: is_train still holds
+        columns = frame.get_columns()
         del frame  # the columns list is now the only hold on them: each is freed once split
-        train, val = split_columns(columns, mask)
+        train, val = split_columns(columns, is_train)
     declared = [
         *canonical_features(present_optional_metrics(raw.snapshots)),
         *(d.feature for d in temporal_defs(settings)), *(d.feature for d in cross), *packs.declared(loaded),
