@@ -11,6 +11,7 @@ import sys
 
 from amoskys import __version__, config
 from amoskys.errors import AmoskysError
+from amoskys.models.cli import register as register_models
 from amoskys.pipeline.cli import register as register_pipeline
 from amoskys.run import register as register_run
 from amoskys.simulator.cli import register as register_simulate
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_simulate(commands)
     register_store(commands)
     register_pipeline(commands)
+    register_models(commands)
     return parser
 
 

@@ -30,9 +30,11 @@ from amoskys.errors import InputError
 from amoskys.pipeline.features import KEY_COLUMNS, LABEL_COLUMNS, STAGE_NAMES, Feature
 
 if TYPE_CHECKING:
+    from amoskys.pipeline.anomaly import AnomalyStage
     from amoskys.pipeline.canonical import CanonicalReport
 
 FEATURE_METADATA = "feature_metadata.json"
+ANOMALY_STAGE = "anomaly_stage.joblib"  # stage 5 as fitted: scoring new telemetry needs the same baselines
 PIPELINE_SUMMARY = "pipeline_summary.json"
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"  # ISO 8601 in UTC; fractional seconds only when there are any
 _QUANTILES = {"p01": 0.01, "p50": 0.5, "p99": 0.99}
@@ -164,6 +166,26 @@ def writable(out_dir: Path) -> Iterator[None]:
         yield
     except OSError as error:
         raise InputError(f"cannot write pipeline outputs to {out_dir}: {error.strerror or error}") from error
+
+
+def save_stage(out_dir: Path, stage: AnomalyStage) -> Path:
+    """Write the fitted stage 5 to out_dir/anomaly_stage.joblib; return the path."""
+    import joblib
+
+    path = Path(out_dir) / ANOMALY_STAGE
+    with writable(path.parent), _replacing(path) as tmp:
+        joblib.dump(stage, tmp)
+    return path
+
+
+def load_stage(folder: Path) -> AnomalyStage:
+    """The fitted stage 5 that ``save_stage`` wrote into folder."""
+    import joblib
+
+    path = Path(folder) / ANOMALY_STAGE
+    if not path.is_file():
+        raise InputError(f"{path} is missing: run `amoskys pipeline run` to write it")
+    return joblib.load(path)
 
 
 @contextmanager

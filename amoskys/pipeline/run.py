@@ -23,7 +23,9 @@ from amoskys.pipeline.anomaly import AnomalyStage
 from amoskys.pipeline.canonical import CanonicalReport, build_canonical, canonical_features, present_optional_metrics
 from amoskys.pipeline.cross import cross_defs
 from amoskys.pipeline.features import Feature, apply
-from amoskys.pipeline.outputs import pipeline_summary, writable, write_datasets, write_metadata, write_summary
+from amoskys.pipeline.outputs import (
+    pipeline_summary, save_stage, writable, write_datasets, write_metadata, write_summary,
+)  # fmt: skip
 from amoskys.pipeline.plots import make_plots
 from amoskys.pipeline.source import RawTelemetry, read_store, simulated
 from amoskys.pipeline.split import split_columns, train_mask
@@ -74,7 +76,7 @@ class Features:
     val: pl.DataFrame
     declared: list[Feature]
     report: CanonicalReport
-    fitted: dict  # stage 5's statistics, learned from the training rows
+    anomaly: AnomalyStage  # stage 5, fitted on the training rows
 
 
 def run_pipeline(config: Config, store_path: Path, out_dir: Path | None = None, verbose: bool = False) -> PipelineResult:
@@ -90,7 +92,9 @@ def run_pipeline(config: Config, store_path: Path, out_dir: Path | None = None, 
         made = compute_features(raw, config, clock)
         with clock.stage("outputs"):
             files = write_datasets(out_dir, made.canonical, made.train, made.val, raw.data_source)
-            files.append(write_metadata(out_dir, made.declared, made.train, raw.data_source, made.fitted))
+            files.append(write_metadata(out_dir, made.declared, made.train, raw.data_source,
+                                        made.anomaly.fitted_statistics()))  # fmt: skip
+            files.append(save_stage(out_dir, made.anomaly))
         with clock.stage("plots"):
             files += make_plots(out_dir, made.train, made.val, made.declared, raw.data_source)
         summary = pipeline_summary(raw.data_source, made.canonical, made.train, made.val, made.declared,
@@ -104,6 +108,29 @@ def run_pipeline(config: Config, store_path: Path, out_dir: Path | None = None, 
 def compute_features(raw: RawTelemetry, config: Config, clock: StageClock) -> Features:
     """Stages 1-5 and the split, each timed by clock."""
     settings = config.pipeline
+    canonical, frame, report, declared = _stages_1_to_4(raw, config, clock)
+    anomaly = AnomalyStage()
+    with clock.stage("split"):
+        is_train = train_mask(frame, settings.train_fraction)
+    with clock.stage("anomaly_aware"):
+        # stage 5 learns from its inputs only: no need for a copy of every column
+        anomaly.fit(frame.select("host", "ts", *anomaly.key_metrics).filter(is_train))
+        frame = anomaly.transform(frame)  # same rows, same order: is_train still holds
+        columns = frame.get_columns()
+        del frame  # the columns list is now the only hold on them: each is freed once split
+        train, val = split_columns(columns, is_train)
+    return Features(canonical, train, val, [*declared, *anomaly.features()], report, anomaly)
+
+
+def features_with(raw: RawTelemetry, config: Config, anomaly: AnomalyStage) -> pl.DataFrame:
+    """Every feature of raw's rows, stage 5 from an already fitted stage (the one a model was trained with)."""
+    _, frame, _, _ = _stages_1_to_4(raw, config, StageClock(verbose=False))
+    return anomaly.transform(frame)
+
+
+def _stages_1_to_4(raw: RawTelemetry, config: Config, clock: StageClock):
+    """(stage-1 frame, frame with stages 1-4, stage 1's report, the declarations of stages 1-4)."""
+    settings = config.pipeline
     with clock.stage("canonical"):
         canonical, report = build_canonical(raw, settings.interval_seconds, settings.max_fill_seconds)
         if canonical.height == 0:
@@ -116,22 +143,11 @@ def compute_features(raw: RawTelemetry, config: Config, clock: StageClock) -> Fe
         loaded = packs.load(settings.packs, config.packs)
         # packs work on the stage-1 frame (their documented input) and add their columns here
         frame = frame.with_columns(packs.compute_all(canonical, raw.flows, loaded).drop(canonical.columns))
-    anomaly = AnomalyStage()
-    with clock.stage("split"):
-        is_train = train_mask(frame, settings.train_fraction)
-    with clock.stage("anomaly_aware"):
-        # stage 5 learns from its inputs only: no need for a copy of every column
-        anomaly.fit(frame.select("host", "ts", *anomaly.key_metrics).filter(is_train))
-        frame = anomaly.transform(frame)  # same rows, same order: is_train still holds
-        columns = frame.get_columns()
-        del frame  # the columns list is now the only hold on them: each is freed once split
-        train, val = split_columns(columns, is_train)
     declared = [
         *canonical_features(present_optional_metrics(raw.snapshots)),
         *(d.feature for d in temporal_defs(settings)), *(d.feature for d in cross), *packs.declared(loaded),
-        *anomaly.features(),
     ]  # fmt: skip
-    return Features(canonical, train, val, declared, report, anomaly.fitted_statistics())
+    return canonical, frame, report, declared
 
 
 def read_raw(config: Config, store_path: Path) -> RawTelemetry:

@@ -1,0 +1,217 @@
+"""The detector contract every model follows (scikit-learn style).
+
+A detector learns on a feature frame: a Polars DataFrame with ``host`` and ``ts`` and
+numeric feature columns, as the pipeline writes them (``label`` and ``incident`` are
+never features). ``fit(X, y=None)`` records the feature list, learns how to fill a
+missing value (the training median) and a robust scale (training median and IQR), fits
+the model, and sets ``threshold_`` to a quantile of the training scores: training data
+only. ``score_samples(X)`` is higher for more anomalous rows; ``predict`` compares it
+with ``threshold_``. ``explain(X, top_k)`` names, per row, the features that drove the
+score, with the row's value and the feature's typical (training p5-p95) range.
+
+Subclasses implement ``_fit(matrix, X, y)``, ``_score(matrix, X)`` and
+``_contributions(matrix, X)`` on the filled, scaled float64 matrix (``X`` is there for
+models that need the host and time of each row, such as sequence models). Constructors
+only store their arguments; learned attributes end in ``_``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import joblib
+import numpy as np
+import polars as pl
+
+from amoskys.errors import InputError, ModelError
+from amoskys.models.calibration import TailCalibration, threat_score
+
+NOT_FEATURES = frozenset({"host", "ts", "label", "incident"})
+MODEL_FILE = "model.joblib"
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One feature's part in a row's score, with the row's value and the training range."""
+
+    feature: str
+    contribution: float  # in the detector's own units; larger = more to blame
+    value: float | None  # the row's raw value (None when missing)
+    typical_low: float  # training p5
+    typical_median: float
+    typical_high: float  # training p95
+
+    def as_dict(self) -> dict:
+        return {"feature": self.feature, "contribution": self.contribution, "value": self.value,
+                "typical": [self.typical_low, self.typical_high], "median": self.typical_median}  # fmt: skip
+
+
+def feature_columns(frame: pl.DataFrame) -> list[str]:
+    """The numeric columns of frame that are features (not keys or labels)."""
+    return [name for name, dtype in frame.schema.items() if name not in NOT_FEATURES and dtype.is_numeric()]
+
+
+class Detector:
+    """Base of every detector; see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    needs_labels: ClassVar[bool] = False  # supervised: fit refuses without both classes in y
+    novelty: ClassVar[bool] = True  # unsupervised: given labels, learns from the benign rows only
+
+    def __init__(self, threshold_quantile: float = 0.99, seed: int = 0):
+        self.threshold_quantile = threshold_quantile
+        self.seed = seed
+
+    # -- the contract -------------------------------------------------------------------
+
+    def fit(self, X: pl.DataFrame, y: np.ndarray | None = None, features: list[str] | None = None) -> Detector:
+        """Learn from the rows of X; features default to every feature column.
+
+        With labels y, "normal" means the benign rows (label 0): fill values, scale,
+        typical ranges, the threshold and the calibration come from them, and a novelty
+        detector learns from them alone (incidents in the training split would
+        otherwise teach it that attacks are normal). A supervised model learns from all
+        rows with their labels.
+        """
+        self.features_ = list(features) if features is not None else feature_columns(X)
+        if not self.features_:
+            raise InputError(f"{self.name}: the training frame has no feature columns")
+        if X.height < 2:
+            raise InputError(f"{self.name}: needs at least 2 training rows, got {X.height}")
+        if self.needs_labels:
+            y = _check_labels(self.name, y, X.height)
+        normal = X if y is None else _benign_rows(self.name, X, y)
+        raw = self._raw(normal)
+        self.fill_ = np.nan_to_num(np.nanmedian(raw, axis=0), nan=0.0)
+        filled = np.where(np.isnan(raw), self.fill_, raw)
+        low, self.typical_median_, high = np.percentile(filled, [5, 50, 95], axis=0)
+        self.typical_range_ = np.stack([low, high], axis=1)
+        q25, q75 = np.percentile(filled, [25, 75], axis=0)
+        spread = np.where(q75 > q25, q75 - q25, filled.std(axis=0))
+        self.center_, self.scale_ = self.typical_median_, np.where(spread > 0, spread, 1.0)
+        if self.needs_labels or not self.novelty:
+            self._fit(self._matrix(X), X, y)
+        else:
+            self._fit(self._scaled(filled), normal, None)
+        normal_scores = np.asarray(self._score(self._matrix(normal), normal), dtype=np.float64)
+        self.threshold_ = float(np.quantile(normal_scores, self.threshold_quantile))
+        self.calibration_ = TailCalibration().fit(normal_scores)
+        return self
+
+    def score_samples(self, X: pl.DataFrame) -> np.ndarray:
+        """One score per row of X; higher = more anomalous."""
+        self._check_fitted()
+        matrix = self._matrix(X)
+        if not len(matrix):  # an empty batch; some models (scikit-learn's) refuse one
+            return np.empty(0)
+        return np.asarray(self._score(matrix, X), dtype=np.float64)
+
+    def predict(self, X: pl.DataFrame) -> np.ndarray:
+        """1 where the score reaches the training threshold, else 0."""
+        return (self.score_samples(X) >= self.threshold_).astype(np.int8)
+
+    def threat_scores(self, X: pl.DataFrame) -> np.ndarray:
+        """The 0-100 threat score of each row: its score's rarity among the training scores (see ``calibration``)."""
+        return threat_score(self.calibration_.surprise(self.score_samples(X)))
+
+    def explain(self, X: pl.DataFrame, top_k: int = 5) -> list[list[Contribution]]:
+        """For each row of X, the top_k features by contribution to its score."""
+        self._check_fitted()
+        matrix, raw = self._matrix(X), self._raw(X)
+        if not len(matrix):
+            return []
+        contributions = np.asarray(self._contributions(matrix, X), dtype=np.float64)
+        order = np.argsort(-contributions, axis=1, kind="stable")[:, :top_k]
+        return [
+            [
+                Contribution(self.features_[j], float(contributions[i, j]),
+                             None if np.isnan(raw[i, j]) else float(raw[i, j]),
+                             float(self.typical_range_[j, 0]), float(self.typical_median_[j]),
+                             float(self.typical_range_[j, 1]))  # fmt: skip
+                for j in row
+            ]
+            for i, row in enumerate(order)
+        ]
+
+    def save(self, folder: Path) -> list[Path]:
+        """Write the fitted detector into folder; returns the files written."""
+        self._check_fitted()
+        folder.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self, folder / MODEL_FILE)
+        return [folder / MODEL_FILE]
+
+    @classmethod
+    def load(cls, folder: Path) -> Detector:
+        """The detector that save(folder) wrote."""
+        try:
+            model = joblib.load(folder / MODEL_FILE)
+        except (OSError, EOFError, ValueError) as error:
+            raise ModelError(f"cannot load {cls.name or 'detector'} from {folder}: {error}") from None
+        if not isinstance(model, cls):
+            raise ModelError(f"{folder} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    # -- for subclasses -----------------------------------------------------------------
+
+    def _fit(self, matrix: np.ndarray, X: pl.DataFrame, y: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def _score(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def _contributions(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
+        """(rows, features) array: each feature's share in each row's score."""
+        raise NotImplementedError
+
+    # -- shared plumbing ----------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise ModelError(f"{self.name} is not fitted: call fit(X) first")
+
+    def _raw(self, X: pl.DataFrame) -> np.ndarray:
+        """X's feature columns as float64, with null and non-finite values as NaN."""
+        if missing := [f for f in self.features_ if f not in X.columns]:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise InputError(f"{self.name}: the input lacks {len(missing)} feature(s) the model needs: {shown}")
+        # a copy: Polars hands out a read-only view of a single float column
+        raw = np.array(X.select(pl.col(f).cast(pl.Float64) for f in self.features_).to_numpy(), dtype=np.float64)
+        raw[~np.isfinite(raw)] = np.nan
+        return raw
+
+    def _matrix(self, X: pl.DataFrame) -> np.ndarray:
+        """X's features with missing values filled from training, robustly scaled."""
+        raw = self._raw(X)
+        return self._scaled(np.where(np.isnan(raw), self.fill_, raw))
+
+    def _scaled(self, filled: np.ndarray) -> np.ndarray:
+        return (filled - self.center_) / self.scale_
+
+
+def _benign_rows(name: str, X: pl.DataFrame, y: np.ndarray) -> pl.DataFrame:
+    """The rows of X labeled 0, or all of X when fewer than 2 are."""
+    y = np.asarray(y)
+    if y.shape != (X.height,):
+        raise InputError(f"{name}: {y.size} labels for {X.height} rows")
+    benign = y == 0
+    return X.filter(pl.Series(benign)) if benign.sum() >= 2 else X
+
+
+def _check_labels(name: str, y: np.ndarray | None, rows: int) -> np.ndarray:
+    if y is None:
+        raise InputError(f"{name} is supervised and the data has no labels: it needs a label column "
+                         "(simulator or scenario labels, or analyst feedback)")  # fmt: skip
+    try:
+        values = np.asarray(y, dtype=np.float64)  # a null label becomes NaN and fails the 0/1 check
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: labels must be numbers, 0 (normal) or 1 (anomalous)") from None
+    if values.shape != (rows,):
+        raise InputError(f"{name}: {values.size} labels for {rows} rows")
+    if not np.isin(values, (0.0, 1.0)).all():
+        raise InputError(f"{name}: labels must be 0 (normal) or 1 (anomalous), got {np.unique(values)[:5].tolist()}")
+    y = values.astype(np.int8)
+    if len(np.unique(y)) < 2:
+        raise InputError(f"{name} needs both normal and anomalous labeled rows; the labels hold only {int(y[0])}")
+    return y

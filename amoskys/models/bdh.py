@@ -1,0 +1,145 @@
+"""BDH ensemble: Bayesian calibration + Deep and classic members + Heuristic rules, as a 0-100 threat score.
+
+- **Members** (default iforest, pca and the LSTM autoencoder; plus xgboost when the
+  training rows carry both labels) are fitted on the same training rows, or given
+  already fitted (``prefit``, as ``amoskys train`` does, so nothing is trained twice).
+- **Calibration**: each member's score becomes its surprise on the training rows
+  (``TailCalibration``: −log10 of the share of training scores at least as high), so
+  scores of different models add up meaningfully.
+- **Fusion**: a weighted sum of the surprises. Weights are equal without labels; with
+  labels each member weighs by how far its average precision on the labeled training
+  rows beats the base rate. (Not learned on the validation split: the ensemble is
+  evaluated there, and weights chosen on it would make that evaluation optimistic.)
+  The fused value is calibrated once more on the training rows and mapped to 0-100
+  (``threat_score``), so the bands mean training rarity.
+- **Heuristics**: security-pack rules (``rules``) lift a row to at least their floor.
+
+``score_samples`` is the threat score; ``assess`` adds the level, the members' own
+calibrated scores, the rules that fired and the top features.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import joblib
+import numpy as np
+import polars as pl
+
+from amoskys.models.base import MODEL_FILE, Detector
+from amoskys.models.calibration import TailCalibration, level, threat_score
+from amoskys.models.rules import DEFAULT_RULES, Rule, rule_hits
+
+DEFAULT_MEMBERS = ("iforest", "pca", "lstm_ae")
+
+
+class BdhEnsemble(Detector):
+    name = "bdh"
+    novelty = False  # it sees the labels itself: members get them, weights are learned from them
+
+    def __init__(self, members: tuple[str, ...] | None = None, member_params: dict | None = None,
+                 prefit: dict[str, Detector] | None = None, rules: tuple[Rule, ...] = DEFAULT_RULES,
+                 threshold_quantile: float = 0.99, seed: int = 0):  # fmt: skip
+        super().__init__(threshold_quantile, seed)
+        self.members = members
+        self.member_params = member_params
+        self.prefit = prefit
+        self.rules = rules
+
+    def assess(self, X: pl.DataFrame, top_k: int = 5) -> list[dict]:
+        """Per row: threat score and level, each member's calibrated score, the rules that fired, the top features."""
+        threat, surprises, hits = self._parts(X)
+        explained = self.explain(X, top_k)
+        return [
+            {
+                "threat": round(float(threat[i]), 2),
+                "level": level(float(threat[i])),
+                "members": {name: round(float(threat_score(s[i])), 2) for name, s in surprises.items()},
+                "rules": [name for name, fired in hits.items() if fired[i]],
+                "features": [c.as_dict() for c in explained[i]],
+            }
+            for i in range(X.height)
+        ]
+
+    def threat_scores(self, X: pl.DataFrame) -> np.ndarray:
+        return self.score_samples(X)  # already calibrated, 0-100
+
+    def save(self, folder: Path) -> list[Path]:
+        self._check_fitted()
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [f for name, member in self.members_.items() for f in member.save(folder / name)]
+        shell = copy.copy(self)  # the members are saved in their own folders, in their own formats
+        shell.members_, shell.prefit = {name: type(m).name for name, m in self.members_.items()}, None
+        joblib.dump(shell, folder / MODEL_FILE)
+        return [*files, folder / MODEL_FILE]
+
+    @classmethod
+    def load(cls, folder: Path) -> BdhEnsemble:
+        from amoskys.models import detector_class
+
+        model = super().load(folder)
+        model.members_ = {name: detector_class(kind).load(folder / name) for name, kind in model.members_.items()}
+        return model
+
+    def _fit(self, matrix: np.ndarray, X: pl.DataFrame, y: np.ndarray | None) -> None:
+        from amoskys.models import get
+
+        labeled = y is not None and len(np.unique(y)) == 2
+        names = self.members or (*DEFAULT_MEMBERS, *(("xgboost",) if labeled else ()))
+        prefit, params = self.prefit or {}, self.member_params or {}
+        self.members_ = {}
+        for name in names:
+            if name in prefit:
+                self.members_[name] = prefit[name]
+                continue
+            member = get(name, seed=self.seed, **params.get(name, {}))
+            self.members_[name] = member.fit(X, y if labeled else None, features=self.features_)
+        benign = np.ones(X.height, dtype=bool) if not labeled else np.asarray(y) == 0
+        raw = {name: member.score_samples(X) for name, member in self.members_.items()}
+        # Calibrated on the benign rows, as each member's threshold is: surprise measures rarity among normal rows.
+        self.calibrations_ = {name: TailCalibration().fit(scores[benign]) for name, scores in raw.items()}
+        surprises = {name: self.calibrations_[name].surprise(scores) for name, scores in raw.items()}
+        self.weights_ = _weights(surprises, y if labeled else None)
+        self.fused_calibration_ = TailCalibration().fit(self._fuse(surprises)[benign])
+
+    def _score(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
+        return self._parts(X)[0]
+
+    def _contributions(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
+        """Each member's per-feature contributions, as shares of its row total, weighted by its surprise and weight."""
+        index = {feature: j for j, feature in enumerate(self.features_)}
+        out = np.zeros((X.height, len(self.features_)))
+        for name, member in self.members_.items():
+            own = np.abs(member._contributions(member._matrix(X), X))
+            shares = own / np.maximum(own.sum(axis=1, keepdims=True), 1e-300)
+            weight = self.weights_[name] * self.calibrations_[name].surprise(member.score_samples(X))
+            shared = [j for j, feature in enumerate(member.features_) if feature in index]
+            out[:, [index[member.features_[j]] for j in shared]] += shares[:, shared] * weight[:, None]
+        return out
+
+    def _parts(self, X: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(threat scores, each member's surprise, each rule's hits) of the rows of X."""
+        surprises = {name: self.calibrations_[name].surprise(m.score_samples(X)) for name, m in self.members_.items()}
+        threat = threat_score(self.fused_calibration_.surprise(self._fuse(surprises)))
+        hits = rule_hits(X, self.rules)
+        for rule in self.rules:
+            threat = np.where(hits[rule.name], np.maximum(threat, rule.floor), threat)
+        return threat, surprises, hits
+
+    def _fuse(self, surprises: dict[str, np.ndarray]) -> np.ndarray:
+        return sum(self.weights_[name] * s for name, s in surprises.items())
+
+
+def _weights(surprises: dict[str, np.ndarray], y: np.ndarray | None) -> dict[str, float]:
+    """Equal weights, or with labels each member's average precision above the base rate (normalised)."""
+    if y is None:
+        return {name: 1.0 / len(surprises) for name in surprises}
+    from sklearn.metrics import average_precision_score
+
+    base_rate = float(np.mean(y))
+    gains = {name: max(average_precision_score(y, s) - base_rate, 0.0) for name, s in surprises.items()}
+    total = sum(gains.values())
+    if total == 0:
+        return {name: 1.0 / len(surprises) for name in surprises}
+    return {name: gain / total for name, gain in gains.items()}

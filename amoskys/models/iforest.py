@@ -1,0 +1,107 @@
+"""Isolation Forest detector, explained by per-feature path-length attribution.
+
+An isolation tree splits a random feature at a random value until each training row
+stands alone; anomalies are isolated in few splits. scikit-learn scores a row by its
+path length averaged over the trees, ``h(x) = depth + c(n_leaf)``, where ``c(n)`` is the
+average path length of an unsuccessful search in a binary search tree of n keys: the
+expected depth still needed to isolate one of n rows. The detector's score is
+``-IsolationForest.score_samples = 2 ** (-E[h(x)] / c(psi))`` with psi the subsample
+size: higher = isolated sooner = more anomalous.
+
+Attribution. A row's path from the root (``c(psi)`` expected steps to go) to its leaf
+telescopes: ``c(psi) - h(x) = sum over the splits on its path of (c(n_node) - 1 - c(n_child))``.
+Each term is how much that one split shortened the path against what the node's
+``n_node`` rows led one to expect: near ``c(n_node) - 1`` when the split cuts the row off
+almost alone, negative when it sends the row to the bigger side. Crediting each term to
+the split's feature and averaging over the trees gives contributions that add up exactly
+to ``c(psi) - E[h(x)]``, the quantity the score is a monotone function of; the features
+that isolate a row get the largest shares. This is not "largest raw values": a feature
+far from its median but never used to cut the row off earns nothing.
+
+The walk is vectorised over rows: per tree, every row takes one step down per
+iteration, so the loop runs trees x depth (about log2(psi)) times.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from sklearn.ensemble import IsolationForest
+
+from amoskys.models.base import Detector
+
+LEAF = -1  # sklearn's children_left for a leaf
+
+
+def average_path_length(n_rows: np.ndarray) -> np.ndarray:
+    """c(n): the expected path length to isolate one row among n (0 for n <= 1, 1 for n = 2).
+
+    >>> average_path_length(np.array([1, 2, 256])).round(3).tolist()
+    [0.0, 1.0, 10.245]
+    """
+    n = np.asarray(n_rows, dtype=np.float64)
+    longer = 2.0 * (np.log(np.maximum(n - 1.0, 1.0)) + np.euler_gamma) - 2.0 * (n - 1.0) / np.maximum(n, 1.0)
+    return np.where(n <= 1, 0.0, np.where(n == 2, 1.0, longer))
+
+
+def path_length_attribution(forest: IsolationForest, matrix: np.ndarray) -> np.ndarray:
+    """(rows, features): each feature's share of how much sooner than expected the forest isolates each row."""
+    n_rows, n_features = matrix.shape
+    rows = np.arange(n_rows)
+    values = matrix.astype(np.float32).astype(np.float64)  # sklearn's trees compare float32 values
+    credit = np.zeros((n_rows, n_features))
+    for estimator, tree_features in zip(forest.estimators_, forest.estimators_features_, strict=True):
+        tree = estimator.tree_
+        # sklearn feeds a tree the subset of its features only when that subset is a strict one
+        columns = tree_features if len(tree_features) < n_features else np.arange(n_features)
+        expected = average_path_length(tree.n_node_samples)
+        node = np.zeros(n_rows, dtype=np.intp)
+        walking = tree.children_left[node] != LEAF
+        while walking.any():
+            at, here = rows[walking], node[walking]
+            column = columns[tree.feature[here]]
+            go_left = values[at, column] <= tree.threshold[here]
+            child = np.where(go_left, tree.children_left[here], tree.children_right[here])
+            credit[at, column] += expected[here] - 1.0 - expected[child]  # one (row, column) pair per row: no clash
+            node[at] = child
+            walking = tree.children_left[node] != LEAF
+    return credit / len(forest.estimators_)
+
+
+class IsolationForestDetector(Detector):
+    """scikit-learn's IsolationForest on the scaled features; see the module docstring for its explanations."""
+
+    name = "iforest"
+
+    def __init__(self, n_estimators: int = 100, max_samples: int = 256, threshold_quantile: float = 0.99,
+                 seed: int = 0):  # fmt: skip
+        super().__init__(threshold_quantile=threshold_quantile, seed=seed)
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+
+    def _fit(self, matrix: np.ndarray, X: pl.DataFrame, y: np.ndarray | None) -> None:
+        self.forest_ = IsolationForest(n_estimators=self.n_estimators, max_samples=min(self.max_samples, len(matrix)),
+                                       random_state=self.seed).fit(matrix)  # fmt: skip
+
+    def _score(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
+        return -self.forest_.score_samples(matrix)
+
+    def _contributions(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
+        return path_length_attribution(self.forest_, matrix)
+
+    def export_onnx(self, path: Path) -> Path:
+        """Write the score function (scaled float32 matrix in, score out) to path, with skl2onnx."""
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType
+
+        from amoskys.models import onnx_export
+
+        self._check_fitted()
+        inputs = [(onnx_export.INPUT, FloatTensorType([None, len(self.features_)]))]
+        model = convert_sklearn(self.forest_, initial_types=inputs,
+                                target_opset={"": onnx_export.OPSET, "ai.onnx.ml": onnx_export.ML_OPSET})  # fmt: skip
+        # skl2onnx's "scores" is decision_function = score_samples - offset_; the detector's score is -score_samples
+        model = onnx_export.score_output(model, "scores", column=0, scale=-1.0, shift=-float(self.forest_.offset_))
+        return onnx_export.save(model, path)

@@ -1,0 +1,46 @@
+"""PCA: the robust refit keeps incidents out of the subspace; component count; score = sum of contributions."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from sklearn.metrics import roc_auc_score
+
+from amoskys.models.pca import PcaDetector
+
+from .conftest import FACTORS, assert_onnx_parity, make_detector
+
+
+def test_robust_refit_keeps_incidents_out_of_the_subspace(fleet_train, fleet_test):
+    # 10% of the training rows are incidents: one plain fit gives some of them components of their own
+    plain = make_detector("pca", refits=0).fit(fleet_train.frame)
+    robust = make_detector("pca").fit(fleet_train.frame)
+    clean = make_detector("pca").fit(fleet_train.frame.filter(pl.col("label") == 0))
+    assert len(plain.components_) > FACTORS == len(robust.components_) == len(clean.components_)
+    assert robust.fitted_rows_ < fleet_train.frame.height
+    # the same subspace as without the incidents: the residual projectors agree
+    assert np.linalg.norm(robust.projector_ - clean.projector_, ord=2) < 0.1
+    auc = {name: roc_auc_score(fleet_test.labels, model.score_samples(fleet_test.frame))
+           for name, model in (("plain", plain), ("robust", robust))}  # fmt: skip
+    assert auc["robust"] >= 0.99 and auc["robust"] > auc["plain"] + 0.1, auc
+
+
+def test_components_explain_the_variance_share_but_leave_a_residual():
+    rng = np.random.default_rng(5)
+    independent = pl.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    assert len(PcaDetector(variance_share=0.999).fit(independent).components_) == 1  # at most features - 1
+    one_feature = PcaDetector().fit(independent.select("a"))  # no component at all: the squared scaled deviation
+    assert one_feature.components_.shape == (0, 1)
+    deviation = one_feature._matrix(independent)[:, 0] - one_feature.mean_[0]
+    np.testing.assert_allclose(one_feature.score_samples(independent), deviation**2)
+
+
+def test_score_is_the_sum_of_per_feature_squared_errors(fleet_train, fleet_test):
+    detector = make_detector("pca").fit(fleet_train.frame)
+    matrix = detector._matrix(fleet_test.frame)
+    np.testing.assert_allclose(detector._contributions(matrix, fleet_test.frame).sum(axis=1),
+                               detector.score_samples(fleet_test.frame))  # fmt: skip
+
+
+def test_onnx_export_matches_native_scores(fleet_train, fleet_test, tmp_path):
+    assert_onnx_parity(make_detector("pca").fit(fleet_train.frame), fleet_test.frame, tmp_path)
