@@ -15,10 +15,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/store_write.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/models.py
 
-# Regenerate the committed protobuf code after editing amoskys/telemetry/telemetry.proto.
+# Regenerate the committed protobuf code after editing a .proto file.
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. amoskys/telemetry/telemetry.proto
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. amoskys/bus/bus.proto
 
 # Reinstall whenever pyproject.toml changes.
 $(STAMP): pyproject.toml

@@ -51,10 +51,48 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class BusConfig:
+    host: str = "127.0.0.1"  # loopback unless told otherwise
+    port: int = 7878
+    certs: Path = Path("data/certs")  # from `amoskys certs init`
+    max_message_bytes: int = 1_048_576
+    max_skew_seconds: float = 300.0  # an envelope stamped further from the bus clock is a replay
+    seq_window: int = 1024  # how far below an agent's highest sequence number a late envelope may be
+    max_pending_batches: int = 64  # envelopes awaiting commit beyond this: answer RETRY
+    metrics_port: int = 7879  # Prometheus text format on http://host:metrics_port/metrics; 0 turns it off
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    bus: str = "127.0.0.1:7878"
+    certs: Path = Path("data/certs")
+    name: str = ""  # empty: the agent's kind (host, snmp, flow)
+    interval_seconds: float = 5.0
+    outbox_dir: Path = Path("data/outbox")  # one SQLite outbox per agent name
+    outbox_max_bytes: int = 64 * 2**20  # when full, the oldest envelopes are dropped and counted
+    batch_max_events: int = 500
+
+
+@dataclass(frozen=True)
+class SnmpConfig:
+    targets: tuple[str, ...] = ()  # HOST:PORT of each device
+    version: str = "2c"  # "2c" or "3"
+    community: str = "public"  # v2c
+    user: str = ""  # v3 (authPriv with SHA and AES when both keys are set)
+    auth_key: str = ""
+    priv_key: str = ""
+    timeout_seconds: float = 2.0
+    retries: int = 1
+
+
+@dataclass(frozen=True)
 class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    snmp: SnmpConfig = field(default_factory=SnmpConfig)
     # [packs.NAME] tables: each domain pack checks its own settings.
     packs: dict[str, dict] = field(default_factory=dict)
 

@@ -95,7 +95,7 @@ class Detector:
             self._fit(self._matrix(X), X, y)
         else:
             self._fit(self._scaled(filled), normal, None)
-        normal_scores = np.asarray(self._score(self._matrix(normal), normal), dtype=np.float64)
+        normal_scores = np.asarray(self._normal_scores(X, y, normal), dtype=np.float64)
         self.threshold_ = float(np.quantile(normal_scores, self.threshold_quantile))
         self.calibration_ = TailCalibration().fit(normal_scores)
         return self
@@ -164,6 +164,11 @@ class Detector:
     def _contributions(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
         """(rows, features) array: each feature's share in each row's score."""
         raise NotImplementedError
+
+    def _normal_scores(self, X: pl.DataFrame, y: np.ndarray | None, normal: pl.DataFrame) -> np.ndarray:
+        """Scores of the normal training rows, for the threshold and calibration. A model that
+        fits its training rows too closely for their scores to be typical overrides this."""
+        return self._score(self._matrix(normal), normal)
 
     # -- shared plumbing ----------------------------------------------------------------
 

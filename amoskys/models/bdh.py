@@ -3,10 +3,10 @@
 - **Members** (default iforest, pca and the LSTM autoencoder; plus xgboost when the
   training rows carry both labels) are fitted on the same training rows, or given
   already fitted (``prefit``, as ``amoskys train`` does, so nothing is trained twice).
-- **Calibration**: each member's score becomes its surprise on the training rows
-  (``TailCalibration``: −log10 of the share of training scores at least as high), so
-  scores of different models add up meaningfully.
-- **Fusion**: a weighted sum of the surprises. Weights are equal without labels; with
+- **Calibration**: each member's score becomes its surprise among the normal training
+  rows (its own ``calibration_``: −log10 of the share of those rows scoring at least as
+  high; out-of-fold for xgboost), so scores of different models add up meaningfully.
+- **Fusion**: a weighted mean of the surprises. Weights are equal without labels; with
   labels each member weighs by how far its average precision on the labeled training
   rows beats the base rate. (Not learned on the validation split: the ensemble is
   evaluated there, and weights chosen on it would make that evaluation optimistic.)
@@ -96,10 +96,7 @@ class BdhEnsemble(Detector):
             member = get(name, seed=self.seed, **params.get(name, {}))
             self.members_[name] = member.fit(X, y if labeled else None, features=self.features_)
         benign = np.ones(X.height, dtype=bool) if not labeled else np.asarray(y) == 0
-        raw = {name: member.score_samples(X) for name, member in self.members_.items()}
-        # Calibrated on the benign rows, as each member's threshold is: surprise measures rarity among normal rows.
-        self.calibrations_ = {name: TailCalibration().fit(scores[benign]) for name, scores in raw.items()}
-        surprises = {name: self.calibrations_[name].surprise(scores) for name, scores in raw.items()}
+        surprises = self._surprises(X)
         self.weights_ = _weights(surprises, y if labeled else None)
         self.fused_calibration_ = TailCalibration().fit(self._fuse(surprises)[benign])
 
@@ -113,19 +110,23 @@ class BdhEnsemble(Detector):
         for name, member in self.members_.items():
             own = np.abs(member._contributions(member._matrix(X), X))
             shares = own / np.maximum(own.sum(axis=1, keepdims=True), 1e-300)
-            weight = self.weights_[name] * self.calibrations_[name].surprise(member.score_samples(X))
+            weight = self.weights_[name] * member.calibration_.surprise(member.score_samples(X))
             shared = [j for j, feature in enumerate(member.features_) if feature in index]
             out[:, [index[member.features_[j]] for j in shared]] += shares[:, shared] * weight[:, None]
         return out
 
     def _parts(self, X: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(threat scores, each member's surprise, each rule's hits) of the rows of X."""
-        surprises = {name: self.calibrations_[name].surprise(m.score_samples(X)) for name, m in self.members_.items()}
+        surprises = self._surprises(X)
         threat = threat_score(self.fused_calibration_.surprise(self._fuse(surprises)))
         hits = rule_hits(X, self.rules)
         for rule in self.rules:
             threat = np.where(hits[rule.name], np.maximum(threat, rule.floor), threat)
         return threat, surprises, hits
+
+    def _surprises(self, X: pl.DataFrame) -> dict[str, np.ndarray]:
+        """Each member's score as its surprise among normal training rows (its own calibration)."""
+        return {name: member.calibration_.surprise(member.score_samples(X)) for name, member in self.members_.items()}
 
     def _fuse(self, surprises: dict[str, np.ndarray]) -> np.ndarray:
         return sum(self.weights_[name] * s for name, s in surprises.items())

@@ -76,9 +76,10 @@ def flagged(model: Detector, frame: pl.DataFrame, top_k: int = 5, every_row: boo
     return out
 
 
-def render(rows: list[dict], scored: int, model_id: str) -> str:
-    lines = [f"{model_id}: {len(rows)} of {scored:,} rows flagged"]
-    for row in rows:
+def render(rows: list[dict], scored: int, model_id: str, limit: int | None = None) -> str:
+    """Text for people: a header, then each row (the first limit of them) with its top features."""
+    lines = [f"{model_id}: {len(rows)} of {scored:,} rows flagged" + (f", the first {limit} shown" if limit and len(rows) > limit else "")]
+    for row in rows[:limit]:
         rules = f"   rules: {', '.join(row['rules'])}" if row["rules"] else ""
         lines.append(f"{row['host']}  {row['ts']}  threat {row['threat']:5.1f} {row['level']:<8}{rules}")
         for feature in row["features"]:

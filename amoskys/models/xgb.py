@@ -25,6 +25,9 @@ from xgboost import DMatrix, XGBClassifier
 from amoskys.models.base import Detector
 
 
+OOF_FOLDS = 3
+
+
 class XGBoostDetector(Detector):
     """XGBoost classifier of normal (0) against anomalous (1) rows."""
 
@@ -40,12 +43,35 @@ class XGBoostDetector(Detector):
         self.threads = threads
 
     def _fit(self, matrix: np.ndarray, X: pl.DataFrame, y: np.ndarray | None) -> None:
+        self.model_ = self._classifier(y).fit(matrix, y)
+
+    def _classifier(self, y: np.ndarray) -> XGBClassifier:
         positives = int(y.sum())
-        self.model_ = XGBClassifier(
+        return XGBClassifier(
             n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
             scale_pos_weight=(len(y) - positives) / positives, tree_method="hist", n_jobs=self.threads,
             random_state=self.seed, eval_metric="logloss",
-        ).fit(matrix, y)  # fmt: skip
+        )  # fmt: skip
+
+    def _normal_scores(self, X: pl.DataFrame, y: np.ndarray | None, normal: pl.DataFrame) -> np.ndarray:
+        """Out-of-fold scores of the benign training rows: a classifier scores the rows it learned from
+        near 0, so a threshold or calibration from those would flag ordinary new rows.
+
+        Each host's rows are cut into ``OOF_FOLDS`` consecutive time blocks; fold k (block k of
+        every host) is scored by a model trained on the other folds.
+        """
+        matrix = self._matrix(X)
+        position = X.select(pl.int_range(pl.len()).over("host") * OOF_FOLDS // pl.len().over("host"))
+        fold = position.to_series().to_numpy()
+        scores = np.empty(X.height)
+        for k in range(OOF_FOLDS):
+            held_out = fold == k
+            if len(np.unique(y[~held_out])) < 2:  # too few labels elsewhere: fall back to the full model
+                scores[held_out] = self._score(matrix[held_out], X)
+                continue
+            model = self._classifier(y[~held_out]).fit(matrix[~held_out], y[~held_out])
+            scores[held_out] = model.predict_proba(matrix[held_out])[:, 1]
+        return scores[y == 0]
 
     def _score(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
         return self.model_.predict_proba(matrix)[:, 1]

@@ -1,0 +1,1 @@
+"""The EventBus: signed envelopes in over mutual TLS, durably stored, fanned out to subscribers."""

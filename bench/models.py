@@ -1,0 +1,67 @@
+"""Training seconds per model on 100k rows, and batch scoring throughput.
+
+    python bench/models.py [--train-rows 100000] [--hosts 10]
+
+Runs the feature pipeline on a simulated fleet sized so that its training split holds
+--train-rows rows, trains all six models on it as `amoskys train` does (each fit timed
+alone; the ONNX export and evaluation are reported apart), then scores the validation
+rows with iforest, pca and bdh. Targets: all six trained in under 120 s in total on 2
+cores; at least 50k rows/s scoring for pca and iforest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+
+from amoskys.config import Config, PipelineConfig, SimulatorConfig
+from amoskys.models.registry import Registry
+from amoskys.models.train import load_dataset, train_models
+from amoskys.pipeline.run import run_pipeline
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-rows", type=int, default=100_000)
+    parser.add_argument("--hosts", type=int, default=10)
+    args = parser.parse_args()
+
+    pipeline = PipelineConfig()
+    rows = int(args.train_rows / pipeline.train_fraction)
+    simulator = replace(SimulatorConfig(), hosts=args.hosts, duration_seconds=rows / args.hosts * 5.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        print(f"pipeline: simulated fleet of {args.hosts} hosts, {rows:,} rows ...", flush=True)
+        run_pipeline(Config(simulator=simulator, pipeline=pipeline), Path(tmp) / "empty.db", data)
+        dataset = load_dataset(data)
+        print(f"training on {dataset.train.height:,} rows x {len(dataset.features)} features "
+              f"(validation {dataset.val.height:,} rows)", flush=True)  # fmt: skip
+        started = time.perf_counter()
+        trained = train_models(data, verbose=True)
+        wall = time.perf_counter() - started
+        fit_total = sum(t.seconds for t in trained)
+        for t in trained:
+            print(f"  {t.entry.model:<15} fit {t.seconds:7.2f} s")
+        print(f"all {len(trained)} models: fit {fit_total:.1f} s in total (target < 120 s: "
+              f"{'met' if fit_total < 120 else 'NOT met'}); with evaluation and ONNX export {wall:.1f} s")  # fmt: skip
+
+        registry = Registry(data / "registry")
+        val = pl.read_parquet(data / "val_features.parquet")
+        for name in ("iforest", "pca", "bdh"):
+            model = registry.load(registry.find(name))
+            model.score_samples(val.head(100))  # warm-up: first-call costs are not throughput
+            started = time.perf_counter()
+            model.score_samples(val)
+            seconds = time.perf_counter() - started
+            target = "" if name == "bdh" else f" (target >= 50,000: {'met' if val.height / seconds >= 50_000 else 'NOT met'})"
+            print(f"score {name:<8} {val.height:,} rows in {seconds:.2f} s = {val.height / seconds:,.0f} rows/s{target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
