@@ -10,6 +10,8 @@ import argparse
 import sys
 
 from amoskys import __version__, config
+from amoskys.agents.cli import register as register_agents
+from amoskys.bus.cli import register as register_bus
 from amoskys.errors import AmoskysError
 from amoskys.models.cli import register as register_models
 from amoskys.pipeline.cli import register as register_pipeline
@@ -32,8 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_run(commands)
     register_simulate(commands)
     register_store(commands)
+    register_bus(commands)
     register_pipeline(commands)
     register_models(commands)
+    register_agents(commands)
     return parser
 
 

@@ -153,6 +153,12 @@ class Detector:
             raise ModelError(f"{folder} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
 
+    def onnx_parity(self, onnx_path: Path, X: pl.DataFrame) -> float:
+        """Largest absolute difference between the ONNX export's scores and score_samples on the rows of X."""
+        from amoskys.models.onnx_export import check_parity
+
+        return check_parity(self, onnx_path, self._matrix(X))
+
     # -- for subclasses -----------------------------------------------------------------
 
     def _fit(self, matrix: np.ndarray, X: pl.DataFrame, y: np.ndarray | None) -> None:

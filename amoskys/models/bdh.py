@@ -6,9 +6,11 @@
 - **Calibration**: each member's score becomes its surprise among the normal training
   rows (its own ``calibration_``: −log10 of the share of those rows scoring at least as
   high; out-of-fold for xgboost), so scores of different models add up meaningfully.
-- **Fusion**: a weighted mean of the surprises. Weights are equal without labels; with
-  labels each member weighs by how far its average precision on the labeled training
-  rows beats the base rate. (Not learned on the validation split: the ensemble is
+- **Fusion**: the weighted median of the surprises, so that no single member's blind
+  spot or false alarm swings the result (a weighted mean let the weakest member drag
+  the ensemble below its best one). Weights are equal without labels; with labels each
+  member weighs by how far its average precision on the labeled training rows beats
+  the base rate. (Not learned on the validation split: the ensemble is
   evaluated there, and weights chosen on it would make that evaluation optimistic.)
   The fused value is calibrated once more on the training rows and mapped to 0-100
   (``threat_score``), so the bands mean training rarity.
@@ -129,7 +131,27 @@ class BdhEnsemble(Detector):
         return {name: member.calibration_.surprise(member.score_samples(X)) for name, member in self.members_.items()}
 
     def _fuse(self, surprises: dict[str, np.ndarray]) -> np.ndarray:
-        return sum(self.weights_[name] * s for name, s in surprises.items())
+        return weighted_median(np.stack(list(surprises.values())), np.array([self.weights_[n] for n in surprises]))
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per column of values (members x rows), the weighted median; where the weights split exactly in
+    half between two values, their mean.
+
+    >>> weighted_median(np.array([[1.0, 5.0], [2.0, 6.0], [9.0, 0.0]]), np.array([1.0, 1.0, 1.0]) / 3)
+    array([2., 5.])
+    >>> weighted_median(np.array([[1.0], [3.0]]), np.array([0.5, 0.5]))
+    array([2.])
+    """
+    order = np.argsort(values, axis=0, kind="stable")
+    ranked = np.take_along_axis(values, order, axis=0)
+    cumulative = np.cumsum(weights[order], axis=0) / weights.sum()
+    first = np.argmax(cumulative >= 0.5 - 1e-12, axis=0)  # the first value holding half the weight
+    columns = np.arange(values.shape[1])
+    low = ranked[first, columns]
+    split = np.isclose(cumulative[first, columns], 0.5) & (first + 1 < len(values))
+    high = ranked[np.minimum(first + 1, len(values) - 1), columns]
+    return np.where(split, (low + high) / 2, low)
 
 
 def _weights(surprises: dict[str, np.ndarray], y: np.ndarray | None) -> dict[str, float]:

@@ -22,7 +22,6 @@ from tqdm import tqdm
 from amoskys.errors import InputError
 from amoskys.models import available, get
 from amoskys.models.base import Detector
-from amoskys.models.bdh import DEFAULT_MEMBERS
 from amoskys.models.evaluate import Evaluation, evaluate, format_table, settling_rows
 from amoskys.models.registry import Entry, Registry, default_registry
 
@@ -96,7 +95,8 @@ def train_models(data_dir: Path, registry_dir: Path | None = None, models: list[
     bar = tqdm(names, desc="train", unit="model", disable=False if verbose else None)
     for name in bar:
         bar.set_postfix_str(name)
-        params = {"prefit": {m: fitted[m] for m in fitted if m in _members(dataset)}} if name == "bdh" else {}
+        # the ensemble's members: every model trained before it in this run (or its defaults, when none was)
+        params = {"members": tuple(fitted), "prefit": dict(fitted)} if name == "bdh" and fitted else {}
         model = get(name, **params)
         started = time.perf_counter()
         model.fit(dataset.train, dataset.labels, features=dataset.features)
@@ -113,10 +113,6 @@ def train_models(data_dir: Path, registry_dir: Path | None = None, models: list[
 
 def evaluation_table(trained: list[Trained]) -> str:
     return format_table({t.entry.id: t.evaluation for t in trained})
-
-
-def _members(dataset: Dataset) -> tuple[str, ...]:
-    return (*DEFAULT_MEMBERS, *(("xgboost",) if dataset.labels is not None else ()))
 
 
 def _card(model: Detector, dataset: Dataset, seconds: float, evaluation: Evaluation) -> dict:
@@ -140,14 +136,15 @@ def _onnx_export(model: Detector, dataset: Dataset):
         return None
 
     def write(folder: Path) -> list[Path]:
-        from amoskys.models.onnx_export import check_parity
-
         path = export(folder / "model.onnx")
         if path is None:
             return []
-        difference = check_parity(model, path, model._matrix(dataset.val.head(_PARITY_ROWS)))
-        (folder / "onnx_parity.json").write_text(json.dumps({"rows": min(_PARITY_ROWS, dataset.val.height),
-                                                             "max_abs_difference": difference}) + "\n")  # fmt: skip
+        rows = dataset.val.head(_PARITY_ROWS)
+        difference = model.onnx_parity(path, rows)
+        largest = float(np.abs(model.score_samples(rows)).max(initial=0.0))
+        parity = {"rows": rows.height, "max_abs_difference": difference,
+                  "max_relative_difference": difference / max(largest, 1e-12)}  # float32 in the graph: relative counts
+        (folder / "onnx_parity.json").write_text(json.dumps(parity) + "\n")
         return [path, folder / "onnx_parity.json"]
 
     return write

@@ -143,8 +143,22 @@ CREATE TABLE feedback (
 CREATE INDEX feedback_by_alert ON feedback(alert_id);
 """
 
+_V3_BUS = """
+-- Envelopes the event bus answered, by status (ok, retry, invalid, unauthorized) and
+-- reason ('' for ok), so that `amoskys bus stats` works while the bus is down. The
+-- events of envelopes it refused are counted in ingest_outcomes as 'dropped:<reason>'.
+CREATE TABLE bus_envelopes (
+    status    TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    envelopes INTEGER NOT NULL,
+    PRIMARY KEY (status, reason)
+);
+-- The bus reads an agent's recent sequence numbers when the agent first shows up.
+CREATE INDEX envelopes_by_agent_seq ON envelopes(agent_id, seq);
+"""
+
 # MIGRATIONS[i] takes a store from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_TELEMETRY, _V2_DETECTION)
+MIGRATIONS: tuple[str, ...] = (_V1_TELEMETRY, _V2_DETECTION, _V3_BUS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -153,7 +153,11 @@ class Store:
 
     def run_in_writer(self, job) -> object:
         """Run job(conn) in the writer's next transaction and return its result once committed."""
-        return self._writer.submit(job).result()
+        return self.submit_job(job).result()
+
+    def submit_job(self, job) -> Future:
+        """Queue job(conn) for the writer's next transaction; the future gives its result once committed."""
+        return self._writer.submit(job)
 
     def host_id(self, conn: sqlite3.Connection, host: str) -> int:
         """The id of host, created if new; only for jobs running in the writer."""

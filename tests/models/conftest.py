@@ -19,14 +19,18 @@ import pytest
 from amoskys.models import Detector, get
 from amoskys.models.onnx_export import INPUT, OUTPUT, check_parity
 
-DETECTORS = ["iforest", "pca", "xgboost"]
+DETECTORS = ["iforest", "pca", "xgboost", "lstm_ae", "transformer_ae", "bdh"]
 
 # small settings that keep each fit well under a second on 2 cores
 FAST_PARAMS: dict[str, dict] = {
     "iforest": {"n_estimators": 50},
     "pca": {},
     "xgboost": {"n_estimators": 50, "max_depth": 3, "threads": 1},  # 2 threads crawl when the other core is busy
+    "lstm_ae": {"window": 10, "latent": 4, "epochs": 6, "batch_size": 128, "trim": 0.2},
+    "transformer_ae": {"window": 10, "latent": 4, "epochs": 6, "batch_size": 128, "trim": 0.2},
 }
+FAST_PARAMS["bdh"] = {"members": ("iforest", "pca", "lstm_ae"),
+                      "member_params": {name: FAST_PARAMS[name] for name in ("iforest", "pca", "lstm_ae")}}
 
 FEATURES = ["cpu_pct", "mem_pct", "load_1m", "proc_count", "net_in_kbps", "net_out_kbps", "disk_read_kbps",
             "disk_write_kbps", "auth_failures", "dns_queries"]  # fmt: skip
