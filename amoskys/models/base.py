@@ -86,9 +86,8 @@ class Detector:
         raw = self._raw(normal)
         self.fill_ = np.nan_to_num(np.nanmedian(raw, axis=0), nan=0.0)
         filled = np.where(np.isnan(raw), self.fill_, raw)
-        low, self.typical_median_, high = np.percentile(filled, [5, 50, 95], axis=0)
+        low, q25, self.typical_median_, q75, high = np.percentile(filled, [5, 25, 50, 75, 95], axis=0)
         self.typical_range_ = np.stack([low, high], axis=1)
-        q25, q75 = np.percentile(filled, [25, 75], axis=0)
         spread = np.where(q75 > q25, q75 - q25, filled.std(axis=0))
         self.center_, self.scale_ = self.typical_median_, np.where(spread > 0, spread, 1.0)
         if self.needs_labels or not self.novelty:

@@ -23,6 +23,7 @@ calibrated scores, the rules that fired and the top features.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import joblib
@@ -34,6 +35,7 @@ from amoskys.models.calibration import TailCalibration, level, threat_score
 from amoskys.models.rules import DEFAULT_RULES, Rule, rule_hits
 
 DEFAULT_MEMBERS = ("iforest", "pca", "lstm_ae")
+SAMPLE_ROWS, SAMPLE_BLOCK_ROWS = 20_000, 500
 
 
 class BdhEnsemble(Detector):
@@ -97,10 +99,20 @@ class BdhEnsemble(Detector):
                 continue
             member = get(name, seed=self.seed, **params.get(name, {}))
             self.members_[name] = member.fit(X, y if labeled else None, features=self.features_)
-        benign = np.ones(X.height, dtype=bool) if not labeled else np.asarray(y) == 0
-        surprises = self._surprises(X)
-        self.weights_ = _weights(surprises, y if labeled else None)
+        sample = calibration_sample(X)
+        y_sample = np.asarray(y)[sample] if labeled else None
+        surprises = self._surprises(X.filter(pl.Series(sample)))
+        both = y_sample is not None and len(np.unique(y_sample)) == 2
+        self.weights_ = _weights(surprises, y_sample if both else None)
+        benign = np.ones(int(sample.sum()), dtype=bool) if y_sample is None else y_sample == 0
         self.fused_calibration_ = TailCalibration().fit(self._fuse(surprises)[benign])
+        # the threshold comes from the same rows' threat scores (see _normal_scores)
+        self.sample_normal_threat_ = self._threat(surprises, X.filter(pl.Series(sample)))[0][benign]
+
+    def _normal_scores(self, X: pl.DataFrame, y: np.ndarray | None, normal: pl.DataFrame) -> np.ndarray:
+        """The threat scores of the calibration sample's normal rows, as ``_fit`` computed them (scoring
+        every normal training row again with the sequence members would double a long fit)."""
+        return self.sample_normal_threat_
 
     def _score(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
         return self._parts(X)[0]
@@ -120,11 +132,16 @@ class BdhEnsemble(Detector):
     def _parts(self, X: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(threat scores, each member's surprise, each rule's hits) of the rows of X."""
         surprises = self._surprises(X)
+        threat, hits = self._threat(surprises, X)
+        return threat, surprises, hits
+
+    def _threat(self, surprises: dict[str, np.ndarray], X: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(threat scores, each rule's hits) from the members' surprises on the rows of X."""
         threat = threat_score(self.fused_calibration_.surprise(self._fuse(surprises)))
         hits = rule_hits(X, self.rules)
         for rule in self.rules:
             threat = np.where(hits[rule.name], np.maximum(threat, rule.floor), threat)
-        return threat, surprises, hits
+        return threat, hits
 
     def _surprises(self, X: pl.DataFrame) -> dict[str, np.ndarray]:
         """Each member's score as its surprise among normal training rows (its own calibration)."""
@@ -152,6 +169,16 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     split = np.isclose(cumulative[first, columns], 0.5) & (first + 1 < len(values))
     high = ranked[np.minimum(first + 1, len(values) - 1), columns]
     return np.where(split, (low + high) / 2, low)
+
+
+def calibration_sample(X: pl.DataFrame) -> np.ndarray:
+    """Rows (a mask over X) the weights and the fused calibration are learned on: every k-th block of
+    ``SAMPLE_BLOCK_ROWS`` consecutive rows of each host, about ``SAMPLE_ROWS`` in all. Scoring every
+    training row with the sequence members would take most of a long fit; contiguous blocks keep
+    their windows whole, and blocks spread over the whole training range."""
+    k = max(1, math.ceil(X.height / SAMPLE_ROWS))
+    block = X.select(pl.int_range(pl.len()).over("host", order_by="ts") // SAMPLE_BLOCK_ROWS).to_series().to_numpy()
+    return block % k == 0
 
 
 def _weights(surprises: dict[str, np.ndarray], y: np.ndarray | None) -> dict[str, float]:

@@ -37,8 +37,12 @@ def principal_components(matrix: np.ndarray, variance_share: float) -> tuple[np.
     (1, 3)
     """
     mean = matrix.mean(axis=0)
-    _, singular, directions = np.linalg.svd(matrix - mean, full_matrices=False)
-    variance = singular**2
+    centered = matrix - mean
+    # The eigenvectors of the (features x features) scatter matrix: the SVD of the centred rows gives the
+    # same directions, several times slower on many rows.
+    eigenvalues, eigenvectors = np.linalg.eigh(centered.T @ centered)
+    order = np.argsort(eigenvalues, kind="stable")[::-1]
+    variance, directions = np.clip(eigenvalues[order], 0.0, None), eigenvectors[:, order].T
     explained = np.cumsum(variance) / variance.sum() if variance.sum() > 0 else np.ones_like(variance)
     wanted = int(np.searchsorted(explained, variance_share)) + 1  # the first count reaching the share
     return mean, directions[: min(wanted, matrix.shape[1] - 1)]

@@ -234,8 +234,8 @@ class LstmAutoencoder(SequenceAutoencoder):
 
     name = "lstm_ae"
 
-    def __init__(self, window: int = 30, hidden: int = 32, latent: int = 8, epochs: int = 15, batch_size: int = 256,
-                 learning_rate: float = 3e-3, patience: int = 3, trim: float = 0.1, max_windows: int = 15_000,
+    def __init__(self, window: int = 30, hidden: int = 32, latent: int = 8, epochs: int = 10, batch_size: int = 256,
+                 learning_rate: float = 3e-3, patience: int = 3, trim: float = 0.1, max_windows: int = 4_000,
                  threshold_quantile: float = 0.99, seed: int = 0):  # fmt: skip
         super().__init__(window, latent, epochs, batch_size, learning_rate, patience, trim, max_windows,
                          threshold_quantile, seed)  # fmt: skip
@@ -251,8 +251,8 @@ class TransformerAutoencoder(SequenceAutoencoder):
     name = "transformer_ae"
 
     def __init__(self, window: int = 30, d_model: int = 32, heads: int = 2, layers: int = 1, latent: int = 8,
-                 epochs: int = 15, batch_size: int = 256, learning_rate: float = 3e-3, patience: int = 3,
-                 trim: float = 0.1, max_windows: int = 15_000, threshold_quantile: float = 0.99,
+                 epochs: int = 10, batch_size: int = 256, learning_rate: float = 3e-3, patience: int = 3,
+                 trim: float = 0.1, max_windows: int = 4_000, threshold_quantile: float = 0.99,
                  seed: int = 0):  # fmt: skip
         super().__init__(window, latent, epochs, batch_size, learning_rate, patience, trim, max_windows,
                          threshold_quantile, seed)  # fmt: skip

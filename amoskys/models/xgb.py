@@ -34,7 +34,7 @@ class XGBoostDetector(Detector):
     name = "xgboost"
     needs_labels = True
 
-    def __init__(self, n_estimators: int = 200, max_depth: int = 4, learning_rate: float = 0.1,
+    def __init__(self, n_estimators: int = 100, max_depth: int = 4, learning_rate: float = 0.2,
                  threads: int = 2, threshold_quantile: float = 0.99, seed: int = 0):  # fmt: skip
         super().__init__(threshold_quantile=threshold_quantile, seed=seed)
         self.n_estimators = n_estimators
