@@ -16,6 +16,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/store_write.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/models.py
+	$(BIN)/python bench/bus_ingest.py
+	$(BIN)/python bench/agent_overhead.py
 
 # Regenerate the committed protobuf code after editing a .proto file.
 proto: $(STAMP)

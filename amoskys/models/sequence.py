@@ -33,7 +33,7 @@ WEIGHTS_FILE = "network.pt"
 ERRORS_OUTPUT = "squared_error"  # the ONNX output beside onnx_export.OUTPUT: the per-feature explanation
 VALIDATION_SHARE = 0.1
 MIN_IMPROVEMENT = 1e-3  # relative drop of the validation loss that counts as progress
-NORMAL_SAMPLE = 20_000  # normal training rows scored for the threshold and calibration
+NORMAL_SAMPLE = 10_000  # normal training rows scored for the threshold and calibration
 SCORE_BATCH = 4096
 
 
@@ -144,7 +144,7 @@ class SequenceAutoencoder(Detector):
 
     def _normal_scores(self, X: pl.DataFrame, y: np.ndarray | None, normal: pl.DataFrame) -> np.ndarray:
         """Scores of at most ``NORMAL_SAMPLE`` normal training rows, drawn with the seed: a quantile of
-        20,000 scores is as good a threshold as one of all, and scoring is most of a long fit."""
+        10,000 scores is nearly as good a threshold as one of all, and scoring is most of a long fit."""
         windows = SequenceWindows.of(normal, self.window)
         positions = np.arange(len(windows))
         if len(positions) > NORMAL_SAMPLE:
@@ -235,7 +235,7 @@ class LstmAutoencoder(SequenceAutoencoder):
     name = "lstm_ae"
 
     def __init__(self, window: int = 30, hidden: int = 32, latent: int = 8, epochs: int = 10, batch_size: int = 256,
-                 learning_rate: float = 3e-3, patience: int = 3, trim: float = 0.1, max_windows: int = 4_000,
+                 learning_rate: float = 3e-3, patience: int = 3, trim: float = 0.1, max_windows: int = 3_000,
                  threshold_quantile: float = 0.99, seed: int = 0):  # fmt: skip
         super().__init__(window, latent, epochs, batch_size, learning_rate, patience, trim, max_windows,
                          threshold_quantile, seed)  # fmt: skip
@@ -252,7 +252,7 @@ class TransformerAutoencoder(SequenceAutoencoder):
 
     def __init__(self, window: int = 30, d_model: int = 32, heads: int = 2, layers: int = 1, latent: int = 8,
                  epochs: int = 10, batch_size: int = 256, learning_rate: float = 3e-3, patience: int = 3,
-                 trim: float = 0.1, max_windows: int = 4_000, threshold_quantile: float = 0.99,
+                 trim: float = 0.1, max_windows: int = 3_000, threshold_quantile: float = 0.99,
                  seed: int = 0):  # fmt: skip
         super().__init__(window, latent, epochs, batch_size, learning_rate, patience, trim, max_windows,
                          threshold_quantile, seed)  # fmt: skip

@@ -25,7 +25,7 @@ from xgboost import DMatrix, XGBClassifier
 from amoskys.models.base import Detector
 
 
-OOF_FOLDS = 3
+OOF_FOLDS = 2
 
 
 class XGBoostDetector(Detector):
@@ -50,7 +50,8 @@ class XGBoostDetector(Detector):
         return XGBClassifier(
             n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
             scale_pos_weight=(len(y) - positives) / positives, tree_method="hist", n_jobs=self.threads,
-            random_state=self.seed, eval_metric="logloss",
+            # half the features per tree: twice as fast on 250+ correlated features, and less overfitting
+            colsample_bytree=0.5, random_state=self.seed, eval_metric="logloss",
         )  # fmt: skip
 
     def _normal_scores(self, X: pl.DataFrame, y: np.ndarray | None, normal: pl.DataFrame) -> np.ndarray:

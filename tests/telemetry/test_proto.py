@@ -2,21 +2,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from amoskys.telemetry.telemetry_pb2 import Envelope, Event, EventBatch, FlowRecord, HostMetrics, MetricFrame, ProcessEvent
 
 ROOT = Path(__file__).resolve().parents[2]
-PROTO = "amoskys/telemetry/telemetry.proto"
+# each .proto with the files generated from it (the bus's gRPC service code too), as `make proto` makes them
+PROTOS = {
+    "amoskys/telemetry/telemetry.proto": ("telemetry_pb2.py", "telemetry_pb2.pyi"),
+    "amoskys/bus/bus.proto": ("bus_pb2.py", "bus_pb2.pyi", "bus_pb2_grpc.py"),
+}
 
 
-def test_committed_generated_code_matches_the_schema(tmp_path):
-    """Whoever edits telemetry.proto must run `make proto`; this catches it when they don't."""
-    subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT), f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", PROTO],
-        check=True,
-    )
-    for generated in ("telemetry_pb2.py", "telemetry_pb2.pyi"):
-        fresh = (tmp_path / "amoskys/telemetry" / generated).read_text()
-        assert fresh == (ROOT / "amoskys/telemetry" / generated).read_text(), f"{generated} is stale: run `make proto`"
+@pytest.mark.parametrize("proto", PROTOS)
+def test_committed_generated_code_matches_the_schema(tmp_path, proto):
+    """Whoever edits a .proto must run `make proto`; this catches it when they don't."""
+    outputs = [f"--python_out={tmp_path}", f"--pyi_out={tmp_path}"]
+    if "bus_pb2_grpc.py" in PROTOS[proto]:
+        outputs.append(f"--grpc_python_out={tmp_path}")
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT), *outputs, proto], check=True)
+    folder = Path(proto).parent
+    for generated in PROTOS[proto]:
+        fresh = (tmp_path / folder / generated).read_text()
+        assert fresh == (ROOT / folder / generated).read_text(), f"{generated} is stale: run `make proto`"
 
 
 def test_a_signed_batch_round_trips_byte_for_byte():
