@@ -16,6 +16,8 @@ Agg: no window, no pyplot global state.
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +115,9 @@ def _ranking(data: _Data) -> tuple[list[str], str]:
         else:
             corr = np.array(np.corrcoef(z, rowvar=False), ndmin=2)
             np.fill_diagonal(corr, np.nan)
-            score = np.nanmean(np.abs(corr), axis=0) if len(names) > 1 else np.zeros(len(names))
+            with warnings.catch_warnings():  # a constant feature has no correlations: its mean is NaN, ranked last
+                warnings.simplefilter("ignore", RuntimeWarning)
+                score = np.nanmean(np.abs(corr), axis=0) if len(names) > 1 else np.zeros(len(names))
             how = "mean |correlation| with the other features"
     order = np.argsort(-np.nan_to_num(np.atleast_1d(score)), kind="stable")
     return [names[i] for i in order], how
