@@ -30,6 +30,7 @@ from typing import Iterable
 
 from amoskys.errors import InputError, StoreError
 from amoskys.store import schema
+from amoskys.store.checkpoint import Checkpointer
 from amoskys.store.ingest import commit_prepared
 from amoskys.store.outcomes import WriteResult
 from amoskys.store.prepare import prepare_events
@@ -68,6 +69,8 @@ class Store:
         self._state = WriterState()
         self._writer = GroupCommitWriter(writer_conn, on_rollback=self._state.clear)
         self._writer_conn = writer_conn
+        writer_conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's thread does it
+        self._checkpointer = Checkpointer(path)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -214,6 +217,7 @@ class Store:
     def close(self) -> None:
         """Commit what was submitted, then close every connection."""
         self._writer.close()
+        self._checkpointer.close()
         self._writer_conn.close()
         with self._readers_lock:
             for conn in self._readers:
