@@ -17,6 +17,7 @@ from amoskys.config import Config
 from amoskys.pipeline.cli import add_pipeline_options, run_pipeline_command
 
 SHOWN_ROWS = 5  # flagged rows explained on the terminal; `amoskys score` shows them all
+KEEP_RUNS = 3  # entries per model the main job leaves in the registry (each run adds one per model)
 
 
 def register(commands) -> None:
@@ -46,7 +47,9 @@ def run_main_job(args: argparse.Namespace, config: Config) -> int:
     print(f"validation split of {data} (thresholds from training scores only):")
     print(evaluation_table(trained))
     ensemble = next((t.entry for t in reversed(trained) if t.entry.model == "bdh"), trained[-1].entry)
-    model = Registry(ensemble.folder.parent).load(ensemble)
+    registry = Registry(ensemble.folder.parent)
+    registry.prune(KEEP_RUNS)
+    model = registry.load(ensemble)
     val = pl.read_parquet(data / VAL)
     rows = sorted(flagged(model, val), key=lambda row: -row["threat"])
     print()

@@ -87,6 +87,16 @@ class Registry:
             return match[-1]
         raise InputError(f"no model {ref!r} in {self.folder}; known: {', '.join(e.id for e in entries)}")
 
+    def prune(self, keep: int) -> list[Entry]:
+        """Delete all but the newest keep entries of each model; returns the deleted ones."""
+        by_model: dict[str, list[Entry]] = {}
+        for entry in self.entries():
+            by_model.setdefault(entry.model, []).append(entry)
+        gone = [entry for entries in by_model.values() for entry in entries[: max(0, len(entries) - keep)]]
+        for entry in gone:
+            shutil.rmtree(entry.folder)
+        return gone
+
     def load(self, entry: Entry) -> Detector:
         from amoskys.models import detector_class
 
