@@ -113,7 +113,10 @@ def score_command(args: argparse.Namespace, config: Config) -> int:
     else:
         store = args.store if args.store is not None else config.store.path
         since = parse_time(args.since) if args.since else None
-        frame = features_from_store(store, config, Path(entry.card["data"]["folder"]), since)
+        data = Path(entry.card["data"]["folder"])  # where the model's fitted stage 5 is
+        if not data.is_dir():  # moved with its registry, which sits inside it by default
+            data = registry.folder.parent
+        frame = features_from_store(store, config, data, since)
     rows = flagged(model, frame, every_row=args.all)
     if args.json:
         print_json({"model": entry.id, "scored": frame.height, "rows": rows})

@@ -118,7 +118,7 @@ def evaluation_table(trained: list[Trained]) -> str:
 def _card(model: Detector, dataset: Dataset, seconds: float, evaluation: Evaluation) -> dict:
     params = {k: v for k, v in vars(model).items() if not k.endswith("_") and k != "prefit"}
     return {
-        "data": {"folder": str(dataset.folder), "source": dataset.data_source, "sha256": dataset.sha256,
+        "data": {"folder": str(dataset.folder.resolve()), "source": dataset.data_source, "sha256": dataset.sha256,
                  "train_rows": dataset.train.height, "val_rows": dataset.val.height},  # fmt: skip
         "features": list(model.features_),
         "parameters": json.loads(json.dumps(params, default=repr)),
