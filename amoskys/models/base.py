@@ -113,15 +113,23 @@ class Detector:
 
     def threat_scores(self, X: pl.DataFrame) -> np.ndarray:
         """The 0-100 threat score of each row: its score's rarity among the training scores (see ``calibration``)."""
-        return threat_score(self.calibration_.surprise(self.score_samples(X)))
+        return self.threat_of(self.score_samples(X))
+
+    def threat_of(self, scores: np.ndarray) -> np.ndarray:
+        """The 0-100 threat scores of scores this detector gave (``score_samples``)."""
+        return threat_score(self.calibration_.surprise(scores))
 
     def explain(self, X: pl.DataFrame, top_k: int = 5) -> list[list[Contribution]]:
         """For each row of X, the top_k features by contribution to its score."""
         self._check_fitted()
-        matrix, raw = self._matrix(X), self._raw(X)
+        matrix = self._matrix(X)
         if not len(matrix):
             return []
-        contributions = np.asarray(self._contributions(matrix, X), dtype=np.float64)
+        return self._top_contributions(X, self._contributions(matrix, X), top_k)
+
+    def _top_contributions(self, X: pl.DataFrame, contributions: np.ndarray, top_k: int) -> list[list[Contribution]]:
+        """For each row of X, the top_k of its (rows x features) contributions, with values and typical ranges."""
+        raw, contributions = self._raw(X), np.asarray(contributions, dtype=np.float64)
         order = np.argsort(-contributions, axis=1, kind="stable")[:, :top_k]
         return [
             [

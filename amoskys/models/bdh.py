@@ -56,7 +56,7 @@ class BdhEnsemble(Detector):
     def assess(self, X: pl.DataFrame, top_k: int = 5) -> list[dict]:
         """Per row: threat score and level, each member's calibrated score, the rules that fired, the top features."""
         threat, surprises, hits = self._parts(X)
-        explained = self.explain(X, top_k)
+        explained = self._top_contributions(X, self._weighted_contributions(X, surprises), top_k)
         return [
             {
                 "threat": round(float(threat[i]), 2),
@@ -68,8 +68,8 @@ class BdhEnsemble(Detector):
             for i in range(X.height)
         ]
 
-    def threat_scores(self, X: pl.DataFrame) -> np.ndarray:
-        return self.score_samples(X)  # already calibrated, 0-100
+    def threat_of(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores, dtype=np.float64)  # the ensemble's score is the threat already
 
     def save(self, folder: Path) -> list[Path]:
         self._check_fitted()
@@ -120,13 +120,16 @@ class BdhEnsemble(Detector):
         return self._parts(X)[0]
 
     def _contributions(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
+        return self._weighted_contributions(X, self._surprises(X))
+
+    def _weighted_contributions(self, X: pl.DataFrame, surprises: dict[str, np.ndarray]) -> np.ndarray:
         """Each member's per-feature contributions, as shares of its row total, weighted by its surprise and weight."""
         index = {feature: j for j, feature in enumerate(self.features_)}
         out = np.zeros((X.height, len(self.features_)))
         for name, member in self.members_.items():
             own = np.abs(member._contributions(member._matrix(X), X))
             shares = own / np.maximum(own.sum(axis=1, keepdims=True), 1e-300)
-            weight = self.weights_[name] * member.calibration_.surprise(member.score_samples(X))
+            weight = self.weights_[name] * surprises[name]
             shared = [j for j, feature in enumerate(member.features_) if feature in index]
             out[:, [index[member.features_[j]] for j in shared]] += shares[:, shared] * weight[:, None]
         return out

@@ -60,13 +60,14 @@ def flagged(model: Detector, frame: pl.DataFrame, top_k: int = 5, every_row: boo
     if len(rows) == 0:
         return []
     picked = frame[rows]
-    threats = model.threat_scores(picked)
+    threats = model.threat_of(scores[rows])
     assessments = model.assess(picked, top_k) if hasattr(model, "assess") else None
     explained = None if assessments else model.explain(picked, top_k)
+    hosts, times = picked["host"].to_list(), picked["ts"].dt.epoch("ns").to_list()
     out = []
     for i, row in enumerate(rows):
-        base = {"host": frame["host"][int(row)], "ts": format_ns(frame["ts"].dt.epoch("ns")[int(row)]),
-                "score": float(scores[row]), "threat": round(float(threats[i]), 2), "level": level(float(threats[i]))}  # fmt: skip
+        base = {"host": hosts[i], "ts": format_ns(times[i]), "score": float(scores[row]),
+                "threat": round(float(threats[i]), 2), "level": level(float(threats[i]))}  # fmt: skip
         if assessments:
             base |= {"members": assessments[i]["members"], "rules": assessments[i]["rules"],
                      "features": assessments[i]["features"]}  # fmt: skip

@@ -124,7 +124,11 @@ def compute_features(raw: RawTelemetry, config: Config, clock: StageClock) -> Fe
 
 def features_with(raw: RawTelemetry, config: Config, anomaly: AnomalyStage) -> pl.DataFrame:
     """Every feature of raw's rows, stage 5 from an already fitted stage (the one a model was trained with)."""
-    _, frame, _, _ = _stages_1_to_4(raw, config, StageClock(verbose=False))
+    clock = StageClock(verbose=False)
+    try:
+        _, frame, _, _ = _stages_1_to_4(raw, config, clock)
+    finally:
+        clock.close()  # a progress bar left open would stay on the terminal
     return anomaly.transform(frame)
 
 
