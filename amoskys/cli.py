@@ -12,6 +12,7 @@ import sys
 from amoskys import __version__, config
 from amoskys.agents.cli import register as register_agents
 from amoskys.bus.cli import register as register_bus
+from amoskys.detect.alerts_cli import register as register_alerts
 from amoskys.errors import AmoskysError
 from amoskys.models.cli import register as register_models
 from amoskys.pipeline.cli import register as register_pipeline
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_pipeline(commands)
     register_models(commands)
     register_agents(commands)
+    register_alerts(commands)
     return parser
 
 

@@ -106,6 +106,17 @@ def read_alerts(store: Store, status: str | None = None) -> list[Alert]:
     return [Alert(*row[:6], details=json.loads(row[6]), id=row[7]) for row in rows]
 
 
+def read_alert(store: Store, alert_id: int) -> Alert:
+    row = store.reader().execute(
+        "SELECT h.name, a.start_ns, a.end_ns, a.peak_score, a.level, a.status, a.details, a.id FROM alerts a "
+        "JOIN hosts h ON h.id = a.host_id WHERE a.id = ?",
+        (alert_id,),
+    ).fetchone()
+    if row is None:
+        raise InputError(f"no alert {alert_id} in {store.path}")
+    return Alert(*row[:6], details=json.loads(row[6]), id=row[7])
+
+
 def add_feedback(store: Store, alert_id: int, verdict: bool, analyst: str, note: str = "") -> Feedback:
     """Record an analyst's verdict on an alert."""
     feedback = Feedback(alert_id, verdict, analyst, note, now_ns())

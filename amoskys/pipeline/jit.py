@@ -1,0 +1,59 @@
+"""Compiled per-host loops (Numba) for the features that look back over a host's recent rows.
+
+Every windowed feature of a row is a function of its host's rows in (t − w, t]: a
+kernel walks each host's rows in time order and computes them directly, instead of
+dozens of separate rolling passes over the whole frame. A live detector runs the same
+kernels over a host's buffered recent rows, so batch and stream share one implementation.
+
+Conventions for a kernel (see ``temporal`` for one):
+
+- rows are sorted by host, then time; host ``s`` is the segment
+  ``starts[s]:starts[s + 1]`` (``segments``);
+- its first arguments are ``(first, last, starts)``: it handles segments
+  ``first..last - 1``, so that ``by_hosts`` can give each thread a share of the hosts;
+- it writes into output arrays allocated by the caller, one row per feature
+  (``out[f, i]``: each feature's values are contiguous, one Polars column each);
+- it is compiled with ``njit``: cached on disk (compiled once per install), the GIL
+  released, and NumPy's rules for floats (x / 0 is inf or NaN, never an exception).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+import polars as pl
+
+njit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+def segments(host: pl.Series) -> np.ndarray:
+    """Row offsets of each host's segment in a column sorted by host, ending with its length.
+
+    >>> segments(pl.Series(["a", "a", "b"])).tolist()
+    [0, 2, 3]
+    """
+    changes = (host != host.shift(1)).fill_null(True).arg_true().to_numpy()
+    return np.append(changes, len(host)).astype(np.int64)
+
+
+def by_hosts(kernel, starts: np.ndarray, *args) -> None:
+    """kernel(first, last, starts, *args) over every host segment, hosts split over a thread per core.
+
+    Hosts are split into runs of about equal row counts, a few per thread so that one long
+    host does not leave a core idle while the other finishes.
+    """
+    hosts = len(starts) - 1
+    if hosts <= 0:
+        return
+    runs = min(hosts, 4 * (os.cpu_count() or 1))
+    # the host at which each run starts: the first whose segment starts past an equal share of the rows
+    bounds = np.searchsorted(starts[:-1], np.linspace(0, starts[-1], runs + 1)[1:-1], side="left")
+    cuts = np.unique(np.concatenate([[0], bounds, [hosts]]))
+    if len(cuts) == 2 or (os.cpu_count() or 1) == 1:
+        kernel(0, hosts, starts, *args)
+        return
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        list(pool.map(lambda pair: kernel(pair[0], pair[1], starts, *args), zip(cuts[:-1], cuts[1:])))
