@@ -1,7 +1,8 @@
 """Stage 1, canonical: raw snapshots to one row per host per interval.
 
-Snapshots are put in fixed buckets of ``interval_s`` per host (the last value in a
-bucket wins, so duplicates and several agents of one host merge), counters become
+Snapshots are put in fixed buckets of ``interval_s`` per host (the first snapshot of a
+bucket is the bucket, so duplicates merge away: a live detector can then score a
+bucket as soon as its snapshot arrives, see ``detect.canonical``), counters become
 per-second rates (a counter that goes down has wrapped at 2**32 or 2**64 when it was
 near that, and was reset otherwise), gauges are kept as they are, and the buckets are
 filled into a regular grid:
@@ -102,7 +103,7 @@ def build_canonical(raw: RawTelemetry, interval_s: float, max_fill_s: float) -> 
     if _shares_buckets(keys if order is None else keys[order]):
         # Merging costs a group-by, so only when there is something to merge.
         buckets = buckets if order is None else buckets[order]
-        merged = buckets.group_by("host", "bucket", maintain_order=True).agg(pl.col(metric_columns).drop_nulls().last())
+        merged = buckets.group_by("host", "bucket", maintain_order=True).agg(pl.col(metric_columns).first())
         buckets = _derive(merged)
     else:
         buckets = _derive(buckets)

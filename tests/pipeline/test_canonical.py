@@ -50,12 +50,12 @@ def test_counter_wrap_at_2_32_and_reset():
     assert column(run(reset)[0], "b", "net_rx_bytes_per_s") == [50.0]  # restarted from 0
 
 
-def test_duplicates_and_agents_merge_into_one_bucket():
+def test_duplicates_merge_into_the_first_snapshot_of_a_bucket():
     rows = [sample("a", 0), sample("a", 5, net_rx_bytes_total=500.0), sample("a", 5, net_rx_bytes_total=500.0),
             sample("a", 7, net_rx_bytes_total=700.0)]  # fmt: skip
     frame, report = run(rows)
     assert frame.height == 1 and report.merged_rows == 2
-    assert column(frame, "a", "net_rx_bytes_per_s") == [140.0]  # the bucket's last value, 700 over 5 s
+    assert column(frame, "a", "net_rx_bytes_per_s") == [100.0]  # the bucket's first snapshot, 500 over 5 s
 
 
 def test_gaps_are_filled_up_to_max_fill_and_the_rest_dropped():
