@@ -19,7 +19,9 @@ _DETECTORS = {
     "lstm_ae": "amoskys.models.sequence:LstmAutoencoder",
     "transformer_ae": "amoskys.models.sequence:TransformerAutoencoder",
     "bdh": "amoskys.models.bdh:BdhEnsemble",
+    "live": "amoskys.models.live:LiveEnsemble",
 }
+ENSEMBLES = ("bdh", "live")  # trained after the others, from the members trained in the same run
 
 
 def available() -> list[str]:
@@ -39,4 +41,4 @@ def get(name: str, **params) -> Detector:
     return detector_class(name)(**params)
 
 
-__all__ = ["Contribution", "Detector", "available", "detector_class", "feature_columns", "get"]
+__all__ = ["ENSEMBLES", "Contribution", "Detector", "available", "detector_class", "feature_columns", "get"]

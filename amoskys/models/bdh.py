@@ -42,6 +42,7 @@ SAMPLE_ROWS, SAMPLE_BLOCK_ROWS = 10_000, 500
 
 class BdhEnsemble(Detector):
     name = "bdh"
+    default_members = DEFAULT_MEMBERS
     novelty = False  # it sees the labels itself: members get them, weights are learned from them
 
     def __init__(self, members: tuple[str, ...] | None = None, member_params: dict | None = None,
@@ -53,17 +54,23 @@ class BdhEnsemble(Detector):
         self.prefit = prefit
         self.rules = rules
 
-    def assess(self, X: pl.DataFrame, top_k: int = 5) -> list[dict]:
-        """Per row: threat score and level, each member's calibrated score, the rules that fired, the top features."""
+    def assess(self, X: pl.DataFrame, top_k: int = 5, explain_from: float = 0.0) -> list[dict]:
+        """Per row: threat score and level, each member's calibrated score, the rules that fired, and the top
+        features of the rows whose threat is at least explain_from (explaining costs more than scoring)."""
         threat, surprises, hits = self._parts(X)
-        explained = self._top_contributions(X, self._weighted_contributions(X, surprises), top_k)
+        rows = np.flatnonzero(threat >= explain_from)
+        explained = {}
+        if len(rows):
+            picked = X[rows]
+            contributions = self._weighted_contributions(picked, {name: s[rows] for name, s in surprises.items()})
+            explained = dict(zip(rows.tolist(), self._top_contributions(picked, contributions, top_k)))
         return [
             {
                 "threat": round(float(threat[i]), 2),
                 "level": level(float(threat[i])),
                 "members": {name: round(float(threat_score(s[i])), 2) for name, s in surprises.items()},
                 "rules": [name for name, fired in hits.items() if fired[i]],
-                "features": [c.as_dict() for c in explained[i]],
+                "features": [c.as_dict() for c in explained.get(i, [])],
             }
             for i in range(X.height)
         ]
@@ -92,7 +99,7 @@ class BdhEnsemble(Detector):
         from amoskys.models import get
 
         labeled = y is not None and len(np.unique(y)) == 2
-        names = self.members or (*DEFAULT_MEMBERS, *(("xgboost",) if labeled else ()))
+        names = self.members or (*self.default_members, *(("xgboost",) if labeled else ()))
         prefit, params = self.prefit or {}, self.member_params or {}
         self.members_ = {}
         for name in names:

@@ -20,9 +20,10 @@ import polars as pl
 from tqdm import tqdm
 
 from amoskys.errors import InputError
-from amoskys.models import available, get
+from amoskys.models import ENSEMBLES, available, get
 from amoskys.models.base import Detector
 from amoskys.models.evaluate import Evaluation, evaluate, format_table, settling_rows
+from amoskys.models.live import FAST_MEMBERS
 from amoskys.models.registry import Entry, Registry, default_registry
 
 TRAIN, VAL, METADATA, SUMMARY = "train_features.parquet", "val_features.parquet", "feature_metadata.json", "pipeline_summary.json"
@@ -88,16 +89,14 @@ def train_models(data_dir: Path, registry_dir: Path | None = None, models: list[
     names = models or default_models(dataset)
     if unknown := [n for n in names if n not in available()]:
         raise InputError(f"unknown model {unknown[0]!r}; available: {', '.join(available())}")
-    names = sorted(names, key=lambda n: n == "bdh")  # the ensemble after its members
+    names = sorted(names, key=lambda n: n in ENSEMBLES)  # the ensembles after their members
     registry = Registry(registry_dir or default_registry(data_dir))
     fitted: dict[str, Detector] = {}
     out = []
     bar = tqdm(names, desc="train", unit="model", disable=False if verbose else None)
     for name in bar:
         bar.set_postfix_str(name)
-        # the ensemble's members: every model trained before it in this run (or its defaults, when none was)
-        params = {"members": tuple(fitted), "prefit": dict(fitted)} if name == "bdh" and fitted else {}
-        model = get(name, **params)
+        model = get(name, **_ensemble_members(name, fitted))
         started = time.perf_counter()
         model.fit(dataset.train, dataset.labels, features=dataset.features)
         seconds = time.perf_counter() - started
@@ -109,6 +108,15 @@ def train_models(data_dir: Path, registry_dir: Path | None = None, models: list[
             bar.write(f"  {name:<15} {seconds:7.2f} s  -> {entry.id}")
     bar.close()
     return out
+
+
+def _ensemble_members(name: str, fitted: dict[str, Detector]) -> dict:
+    """An ensemble's members: those trained before it in this run (bdh: every one; live: the fast tier), or
+    its defaults when none was."""
+    if name not in ENSEMBLES:
+        return {}
+    members = {n: m for n, m in fitted.items() if n not in ENSEMBLES and (name == "bdh" or n in FAST_MEMBERS)}
+    return {"members": tuple(members), "prefit": members} if members else {}
 
 
 def evaluation_table(trained: list[Trained]) -> str:

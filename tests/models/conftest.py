@@ -19,7 +19,7 @@ import pytest
 from amoskys.models import Detector, get
 from amoskys.models.onnx_export import INPUT, OUTPUT, check_parity
 
-DETECTORS = ["iforest", "pca", "xgboost", "lstm_ae", "transformer_ae", "bdh"]
+DETECTORS = ["iforest", "pca", "xgboost", "lstm_ae", "transformer_ae", "bdh", "live"]
 
 # small settings that keep each fit well under a second on 2 cores
 FAST_PARAMS: dict[str, dict] = {
@@ -31,6 +31,7 @@ FAST_PARAMS: dict[str, dict] = {
 }
 FAST_PARAMS["bdh"] = {"members": ("iforest", "pca", "lstm_ae"),
                       "member_params": {name: FAST_PARAMS[name] for name in ("iforest", "pca", "lstm_ae")}}
+FAST_PARAMS["live"] = {"member_params": {name: FAST_PARAMS[name] for name in ("iforest", "pca", "xgboost")}}
 
 FEATURES = ["cpu_pct", "mem_pct", "load_1m", "proc_count", "net_in_kbps", "net_out_kbps", "disk_read_kbps",
             "disk_write_kbps", "auth_failures", "dns_queries"]  # fmt: skip
