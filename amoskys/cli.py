@@ -13,6 +13,7 @@ from amoskys import __version__, config
 from amoskys.agents.cli import register as register_agents
 from amoskys.bus.cli import register as register_bus
 from amoskys.detect.alerts_cli import register as register_alerts
+from amoskys.detect.cli import register as register_detect
 from amoskys.errors import AmoskysError
 from amoskys.models.cli import register as register_models
 from amoskys.pipeline.cli import register as register_pipeline
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_models(commands)
     register_agents(commands)
     register_alerts(commands)
+    register_detect(commands)
     return parser
 
 

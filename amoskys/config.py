@@ -86,6 +86,21 @@ class SnmpConfig:
 
 
 @dataclass(frozen=True)
+class DetectConfig:
+    name: str = "detector"  # its credentials' name in the certificates folder, like an agent's
+    registry: Path = Path("data/pipeline/registry")  # where `amoskys train` registered the models
+    model: str = "live"  # registry entry id, or a model name for its latest entry
+    alert_level: str = "high"  # alert when a host stays at or above this threat band (low, medium, high, critical)
+    alert_consecutive: int = 3  # for this many scored rows in a row
+    alert_quiet_seconds: float = 60.0  # close an alert after this long below the level
+    alert_budget_per_hour: int = 6  # new alerts per host per hour; more are suppressed and counted
+    micro_batch_ms: float = 20.0  # longest wait to gather events into one scoring batch
+    stale_seconds: float = 30.0  # a host silent this long is marked stale (never an alarm)
+    retrain_hours: float = 0.0  # retrain on this schedule while detecting; 0: only on demand or drift
+    drift_psi: float = 0.25  # population stability index of a feature above which it has drifted
+
+
+@dataclass(frozen=True)
 class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
@@ -93,6 +108,7 @@ class Config:
     bus: BusConfig = field(default_factory=BusConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     snmp: SnmpConfig = field(default_factory=SnmpConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
     # [packs.NAME] tables: each domain pack checks its own settings.
     packs: dict[str, dict] = field(default_factory=dict)
 

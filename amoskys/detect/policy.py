@@ -181,3 +181,9 @@ class AlertTracker:
 
 def _unique(alerts: list[OpenAlert]) -> list[OpenAlert]:
     return list({id(a): a for a in alerts}.values())
+
+
+def policy_of(detect) -> AlertPolicy:
+    """The alert policy of a ``config.DetectConfig``."""
+    return AlertPolicy(detect.alert_level, detect.alert_consecutive, detect.alert_quiet_seconds,
+                       detect.alert_budget_per_hour)  # fmt: skip

@@ -27,10 +27,10 @@ and for the row as a whole:
 Model sizes are chosen for speed (measured on 1M rows, 2 cores): 256 reference rows,
 10 neighbours and 50 trees of 256 samples. With 2000 reference rows and 20 neighbours
 LOF scoring alone took ~8 s per 1M rows and the default 100-tree forest ~2.4 s, against
-a budget of ~1.5 s for all of stage 5. LOF is scored in NumPy: one float32 matrix product
-per chunk for the squared distances, a partition for the k nearest (ties among distances
-equal to about 1 part in 2**15 are broken by reference row), exact float64 distances to
-those k, and the reference rows' k-distances and reachability densities looked up.
+a budget of ~1.5 s for all of stage 5. The baselines are computed, and both models
+scored, by compiled loops (``outlier_scores``): medians exact, LOF with exact float64
+distances (of reference rows at equal distance, the lower index is the nearer), the
+forest by walking the fitted trees; both scores equal sklearn's ``-score_samples``.
 
 Windows are counted in time and within one host. Samples are the host's consecutive
 rows (one grid step apart after stage 1); a pair or pattern spanning more than w in
@@ -45,21 +45,19 @@ baselines and models score one row at a time.
 from __future__ import annotations
 
 import hashlib
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
 
 from amoskys.errors import InputError, ModelError
-from amoskys.pipeline.features import ANOMALY, Feature, seconds, with_host_time
-from amoskys.pipeline.windowed import MIN_SAMPLES, lag_ok, pattern_entropy, pearson, pearson_sums, window_starts
+from amoskys.pipeline.features import ANOMALY, Feature, seconds
+from amoskys.pipeline.jit import segments
+from amoskys.pipeline.outlier_scores import Forest, Lof, median_mad_scale
+from amoskys.pipeline.windowed import MIN_SAMPLES, pearson, permutation_entropy
 
 KEY_METRICS = ("cpu_busy_pct", "mem_used_bytes", "load_avg_1m", "net_tx_bytes_per_s", "net_rx_bytes_per_s",
                "tcp_attempt_fails_per_s", "disk_busy_pct", "process_count")  # fmt: skip
 CPU, NET = "cpu_busy_pct", ("net_tx_bytes_per_s", "net_rx_bytes_per_s")
-_CHUNK = 100_000  # rows scored per model call, to bound memory
-_LOF_BLOCK = 4096  # rows per LOF distance matrix: its few passes then stay in cache (4 MB at 256 reference rows)
 
 
 class AnomalyStage:
@@ -106,37 +104,47 @@ class AnomalyStage:
         """Learn the baselines and the two models from the rows of train, and nothing else."""
         from sklearn.ensemble import IsolationForest
 
-        _require(train, self._metrics())
+        _require(train, self.inputs())
         if train.height < 2:
             raise InputError(f"stage 5 needs at least 2 training rows, got {train.height}")
-        # (a group-by over one constant key: several times faster than the same select in Polars 2.1)
-        fleet = train.group_by(pl.lit(0).alias(":all")).agg(_robust_stats(self._metrics())).drop(":all")
-        if missing := [m for m in self._metrics() if fleet[f"{m}:median"][0] is None]:
+        fleet, per_host = _robust_stats(train, self.inputs())
+        if missing := [m for m in self.inputs() if fleet[f"{m}:median"][0] is None]:
             raise InputError(f"key metric {missing[0]} has no values in the training rows")
-        per_host = train.group_by("host").agg(_robust_stats(self._metrics())).sort("host")
         self.fleet_baseline_ = fleet
         self.baselines_ = per_host.with_columns(pl.col(c).fill_null(fleet[c][0]) for c in fleet.columns)
         self.training_rows_ = train.height
 
         size = min(self.reference_rows, train.height)
         sample = np.sort(np.random.default_rng(self.seed).choice(train.height, size, replace=False))
-        # z is computed row by row, so scaling only the sampled rows gives the same reference (row-major,
-        # as BLAS rounds the LOF's reference distances differently in another memory layout).
+        # z is computed row by row, so scaling only the sampled rows gives the same reference.
         self.reference_ = self._scaled(train[sample]).select(self._z_names()).fill_null(0.0).to_numpy(order="c")
-        self.lof_ = _Lof(self.reference_, min(self.lof_neighbors, size - 1))
-        self.iforest_ = IsolationForest(n_estimators=50, max_samples=min(256, size), random_state=self.seed).fit(self.reference_)
+        self.lof_ = Lof(self.reference_, min(self.lof_neighbors, size - 1))
+        # (n_jobs: trees built on a thread per core; their seeds are drawn first, so they do not depend on it)
+        self.iforest_ = IsolationForest(n_estimators=50, max_samples=min(256, size), random_state=self.seed,
+                                        n_jobs=-1).fit(self.reference_)  # fmt: skip
+        self.forest_ = Forest(self.iforest_)  # its trees as arrays, scored compiled
         return self
 
-    def transform(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """frame with every declared stage-5 column added (frame sorted by host then ts, one row per host and ts)."""
+    def transform(self, frame: pl.DataFrame, emit_from: np.ndarray | None = None) -> pl.DataFrame:
+        """frame with every declared stage-5 column added (frame sorted by host then ts, one row per host and ts).
+
+        With emit_from (per host segment, its first row to compute), only the rows from there on are
+        returned; the earlier ones are history for the windows (a live detector's kept rows, 2 × the
+        window of them: see ``windowed``).
+        """
         self._check_fitted()
-        _require(frame, self._metrics())
+        _require(frame, self.inputs())
         _check_sorted(frame)
         work = self._scaled(frame)
+        starts = segments(work["host"])
+        windowed = self._windowed(work, starts, emit_from)
+        if emit_from is not None:
+            rows = np.concatenate([np.arange(e, end) for e, end in zip(emit_from, starts[1:])] or [np.empty(0, int)])
+            frame, work, windowed = frame[rows], work[rows], windowed[rows]
         z = work.select(self._z_names()).fill_null(0.0).to_numpy()
         lof, iforest = self._scores(z)
         columns = {f"{m}_robust_z": work[f"{m}:z"] for m in self.key_metrics}
-        columns |= self._windowed(work).to_dict()
+        columns |= windowed.to_dict()
         columns |= {"lof_score": pl.Series(lof), "iforest_score": pl.Series(iforest)}
         return frame.hstack([columns[f.name].cast(pl.Float64).alias(f.name) for f in self.features()])
 
@@ -145,7 +153,7 @@ class AnomalyStage:
         self._check_fitted()
 
         def baseline(row: dict) -> dict:
-            return {m: {s: row[f"{m}:{s}"] for s in ("median", "mad", "scale")} for m in self._metrics()}
+            return {m: {s: row[f"{m}:{s}"] for s in ("median", "mad", "scale")} for m in self.inputs()}
 
         train_lof, train_iforest = self.lof_.training_scores, -self.iforest_.score_samples(self.reference_)
         return {
@@ -168,7 +176,7 @@ class AnomalyStage:
         if not hasattr(self, "baselines_"):
             raise ModelError("AnomalyStage is not fitted: call fit(train) first")
 
-    def _metrics(self) -> list[str]:
+    def inputs(self) -> list[str]:
         """The key metrics plus the ones the CPU/network correlation needs, each once."""
         return list(dict.fromkeys((*self.key_metrics, CPU, *NET)))
 
@@ -178,118 +186,55 @@ class AnomalyStage:
     def _scaled(self, frame: pl.DataFrame) -> pl.DataFrame:
         """host, ts, each metric, its baseline ``:median``/``:scale`` and robust ``:z``, in frame order."""
         fleet = self.fleet_baseline_.row(0, named=True)
-        base = [f"{m}:{s}" for m in self._metrics() for s in ("median", "scale")]
-        work = frame.select("host", "ts", *self._metrics()).join(
+        base = [f"{m}:{s}" for m in self.inputs() for s in ("median", "scale")]
+        work = frame.select("host", "ts", *self.inputs()).join(
             self.baselines_.select("host", *base), on="host", how="left", maintain_order="left"
         )
         work = work.with_columns(pl.col(c).fill_null(fleet[c]) for c in base)
-        z = [(pl.col(m) - pl.col(f"{m}:median")) / pl.col(f"{m}:scale") for m in self._metrics()]
+        z = [(pl.col(m) - pl.col(f"{m}:median")) / pl.col(f"{m}:scale") for m in self.inputs()]
         # A non-finite input (stage 1 never passes one) counts as missing, so no output is NaN or infinite.
-        return work.with_columns(pl.when(v.is_finite()).then(v).alias(f"{m}:z") for m, v in zip(self._metrics(), z))
+        return work.with_columns(pl.when(v.is_finite()).then(v).alias(f"{m}:z") for m, v in zip(self.inputs(), z))
 
-    def _windowed(self, work: pl.DataFrame) -> pl.DataFrame:
-        """The entropy and correlation columns (see ``windowed``)."""
+    def _windowed(self, work: pl.DataFrame, starts: np.ndarray, emit_from: np.ndarray | None) -> pl.DataFrame:
+        """The entropy and correlation columns (see ``windowed``), null before emit_from."""
         w, window_ns = seconds(self.window_s), int(round(self.window_s * 1e9))
-        host = work.select((pl.col("host") != pl.col("host").shift(1)).fill_null(True).cum_sum()).to_series().to_numpy()
         ts_ns = work["ts"].dt.epoch("ns").to_numpy()
-        starts = window_starts(host, ts_ns, window_ns)
-        # A pattern at scale k reaches 3k - 1 rows back (its oldest mean starts there).
-        ok = {lag: lag_ok(host, ts_ns, lag, window_ns) for lag in {1, *(3 * k - 1 for k in self.entropy_scales)}}
-        tasks = [(m, k) for m in self.key_metrics for k in self.entropy_scales]
-        values = {m: work[m].cast(pl.Float64).fill_null(np.nan).to_numpy() for m in self.key_metrics}
-        entropies = _parallel(lambda task: pattern_entropy(values[task[0]], task[1], ok[3 * task[1] - 1], starts), tasks)
-
-        gap_s = max(86_400.0, 2 * self.window_s)  # on the host-time axis, hosts never share a window
-        keyed = with_host_time(work, gap_s).with_columns(pl.Series(":near1", ok[1]))
+        # Arrays with one row per series (transposed from Polars' column-major matrices), null as NaN.
+        values = work.select(pl.col(self.key_metrics).cast(pl.Float64)).to_numpy().T
+        z = work.select(self._z_names()).to_numpy().T
         net = (pl.sum_horizontal(pl.col(f"{n}:z") * pl.col(f"{n}:scale") for n in NET)
                / pl.sum_horizontal(pl.col(f"{n}:scale") for n in NET))  # fmt: skip
-        sums = [pearson_sums(f"{m}:ac", pl.col(f"{m}:z").shift(1), pl.col(f"{m}:z"), pl.col(":near1"), w)
-                for m in self.key_metrics]  # fmt: skip
-        sums.append(pearson_sums("cpu_net", pl.col(f"{CPU}:z"), net, pl.lit(True), w))
-        correlations = keyed.select(*(s for group in sums for s in group)).select(
-            *(pearson(f"{m}:ac").alias(f"{m}_autocorr_{w}") for m in self.key_metrics),
-            pearson("cpu_net").alias(f"cpu_net_corr_{w}"),
-        )
-        entropy_columns = [pl.Series(f"{m}_perm_entropy_s{k}_{w}", h, nan_to_null=True) for (m, k), h in zip(tasks, entropies)]
-        return correlations.hstack(entropy_columns)
+        cpu_net = work.select(pl.col(f"{CPU}:z"), net).to_numpy().T
+        entropy = permutation_entropy(values, self.entropy_scales, ts_ns, starts, window_ns, emit_from)
+        autocorr = pearson(z, z, 1, ts_ns, starts, window_ns, emit_from)  # pairs (previous sample, sample)
+        cpu_net_corr = pearson(cpu_net[:1], cpu_net[1:], 0, ts_ns, starts, window_ns, emit_from)
+        names = [f"{m}_perm_entropy_s{k}_{w}" for m in self.key_metrics for k in self.entropy_scales]
+        names += [f"{m}_autocorr_{w}" for m in self.key_metrics] + [f"cpu_net_corr_{w}"]
+        columns = [*entropy, *autocorr, *cpu_net_corr]
+        return pl.DataFrame([pl.Series(name, column, nan_to_null=True) for name, column in zip(names, columns)])
 
     def _scores(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(lof, iforest) of each row of z; sklearn's scores negated so higher = more anomalous.
-
-        Rows are scored in chunks (to bound memory), a thread each; a row's score does
-        not depend on its chunk (a row's depths still add up over the trees in one order).
-        """
-        chunks = [z[start:start + _CHUNK] for start in range(0, len(z), _CHUNK)]
-        lof = _parallel(self.lof_.score, chunks)
-        iforest = _parallel(lambda chunk: -self.iforest_.score_samples(chunk), chunks)
-        return np.concatenate(lof or [np.empty(0)]), np.concatenate(iforest or [np.empty(0)])
+        """(lof, iforest) of each row of z; sklearn's scores negated so higher = more anomalous."""
+        return self.lof_.score(z), self.forest_.score(z)
 
 
-class _Lof:
-    """Novelty local outlier factor of rows against a fixed reference (sklearn's definition, in NumPy)."""
+def _robust_stats(train: pl.DataFrame, metrics: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(fleet, per host): median, MAD and the scale robust z divides by, of each metric (module docstring).
 
-    def __init__(self, reference: np.ndarray, k: int):
-        self.reference, self.k = reference, k
-        squared = (reference * reference).sum(axis=1)
-        distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2.0 * reference @ reference.T, 0.0))
-        np.fill_diagonal(distances, np.inf)  # a reference row is not its own neighbour
-        neighbours = np.argsort(distances, axis=1, kind="stable")[:, :k]
-        near = np.take_along_axis(distances, neighbours, axis=1)
-        self.k_distance = near[:, -1]
-        self.lrd = self._density(near, neighbours)
-        self.training_scores = self.lrd[neighbours].mean(axis=1) / self.lrd
-        reference32 = reference.astype(np.float32)
-        self._squared32 = (reference32 * reference32).sum(axis=1)
-        # Contiguous transposed: multiplying by a transposed view made OpenBLAS take a ~15x slower path.
-        self._reference32t = np.ascontiguousarray(reference32.T)
-        self._bits = max(1, (len(reference) - 1).bit_length())
+    Of finite values only (as in transform, a non-finite value is missing): null without
+    any. The fleet's is one row; the hosts' one row per host, sorted by host.
+    """
+    if not train["host"].is_sorted():
+        train = train.sort("host", maintain_order=True)
+    starts = segments(train["host"])
+    values = train.select(pl.col(metrics).cast(pl.Float64)).to_numpy()  # null as NaN
+    columns = [(j, s, f"{m}:{stat}") for j, m in enumerate(metrics) for s, stat in enumerate(("median", "mad", "scale"))]
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        """LOF of each row of x: about 1 typical, higher = more anomalous."""
-        out = np.empty(len(x))
-        for start in range(0, len(x), _LOF_BLOCK):
-            out[start:start + _LOF_BLOCK] = self._score_block(x[start:start + _LOF_BLOCK])
-        return out
+    def frame(stats: np.ndarray) -> pl.DataFrame:  # stats[s, j, segment] -> a row per segment
+        return pl.DataFrame([pl.Series(name, stats[s, j], nan_to_null=True) for j, s, name in columns])
 
-    def _score_block(self, x: np.ndarray) -> np.ndarray:
-        x32 = x.astype(np.float32)
-        # |x|² + |r|² - 2 x·r, floored at 0, in place (the doubling is exact, so this order of rounding is fixed)
-        squared = (x32 * x32).sum(axis=1)[:, None] + self._squared32
-        squared -= (2.0 * x32) @ self._reference32t
-        np.maximum(squared, 0.0, out=squared)
-        # The reference row's index replaces the lowest mantissa bits of its (non-negative) squared
-        # distance: one partition of the values finds the k nearest, cheaper than argpartition.
-        packed = squared.view(np.uint32)
-        packed &= np.uint32((1 << 32) - (1 << self._bits))
-        packed |= np.arange(len(self.reference), dtype=np.uint32)
-        neighbours = np.partition(squared, self.k - 1, axis=1)[:, : self.k].view(np.uint32)
-        neighbours = (neighbours & np.uint32((1 << self._bits) - 1)).astype(np.intp)
-        near = np.sqrt(((x[:, None, :] - self.reference[neighbours]) ** 2).sum(axis=2))
-        return self.lrd[neighbours].mean(axis=1) / self._density(near, neighbours)
-
-    def _density(self, near: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
-        """Local reachability density from the distances to the k neighbours."""
-        return 1.0 / (np.maximum(near, self.k_distance[neighbours]).mean(axis=1) + 1e-10)
-
-
-def _robust_stats(metrics: list[str]) -> list[pl.Expr]:
-    """median, MAD and the scale robust z divides by, of each metric (see the module docstring)."""
-    exprs = []
-    for m in metrics:
-        x = pl.when(pl.col(m).is_finite()).then(pl.col(m))  # as in transform: a non-finite value is missing
-        deviation = (x - x.median()).abs()
-        mad, mean_ad = deviation.median(), deviation.mean()
-        floor = 1e-6 * pl.max_horizontal(x.median().abs(), pl.lit(1.0))
-        scale = pl.when(mad > 0).then(1.4826 * mad).otherwise(1.2533 * mean_ad)
-        scale = pl.when(x.median().is_not_null()).then(pl.max_horizontal(scale, floor))
-        exprs += [x.median().alias(f"{m}:median"), mad.alias(f"{m}:mad"), scale.alias(f"{m}:scale")]
-    return exprs
-
-
-def _parallel(function, items: list) -> list:
-    """[function(item) for item in items] on a thread per core: NumPy and sklearn's trees release the GIL."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        return list(pool.map(function, items))
+    fleet = frame(median_mad_scale(values, np.array([0, train.height])))
+    return fleet, frame(median_mad_scale(values, starts)).insert_column(0, train["host"].gather(starts[:-1]))
 
 
 def _quantiles(scores: np.ndarray) -> dict:
@@ -303,7 +248,12 @@ def _require(frame: pl.DataFrame, metrics: list[str]) -> None:
 
 
 def _check_sorted(frame: pl.DataFrame) -> None:
+    """Each host's rows together (in any host order) and in time order, one per time."""
     host, ts = pl.col("host"), pl.col("ts")
-    ordered = (host > host.shift(1)) | ((host == host.shift(1)) & (ts > ts.shift(1)))
-    if not frame.select(ordered.fill_null(True).all()).item():
-        raise InputError("stage 5 needs the frame sorted by host then ts, with one row per host and ts")
+    same = host == host.shift(1)
+    checks = frame.select(
+        in_time=(~same | (ts > ts.shift(1))).fill_null(True).all(),
+        together=(~same).fill_null(True).sum() == host.n_unique(),
+    )
+    if not all(checks.row(0)):
+        raise InputError("stage 5 needs each host's rows together and in time order, with one row per host and ts")

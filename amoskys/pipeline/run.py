@@ -79,8 +79,10 @@ class Features:
     anomaly: AnomalyStage  # stage 5, fitted on the training rows
 
 
-def run_pipeline(config: Config, store_path: Path, out_dir: Path | None = None, verbose: bool = False) -> PipelineResult:
-    """Run every stage and write the outputs into out_dir (default: the config's pipeline.out)."""
+def run_pipeline(config: Config, store_path: Path, out_dir: Path | None = None, verbose: bool = False,
+                 raw: RawTelemetry | None = None) -> PipelineResult:  # fmt: skip
+    """Run every stage and write the outputs into out_dir (default: the config's pipeline.out), on raw when given,
+    else on what ``read_raw`` reads."""
     out_dir = config.pipeline.out if out_dir is None else out_dir
     packs.load(config.pipeline.packs, config.packs)  # a config mistake shows before any work
     with writable(out_dir):  # and so does an output folder that cannot be written
@@ -88,7 +90,7 @@ def run_pipeline(config: Config, store_path: Path, out_dir: Path | None = None, 
     clock = StageClock(verbose)
     try:
         with clock.stage("read"):
-            raw = read_raw(config, store_path)
+            raw = read_raw(config, store_path) if raw is None else raw
         made = compute_features(raw, config, clock)
         with clock.stage("outputs"):
             files = write_datasets(out_dir, made.canonical, made.train, made.val, raw.data_source)

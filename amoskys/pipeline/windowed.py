@@ -1,13 +1,26 @@
-"""Stage 5's windowed statistics over (t − w, t] of one host: ordinal-pattern entropy and Pearson's r.
+"""Stage 5's windowed statistics over (t − w, t] of each host: ordinal-pattern entropy and Pearson's r.
 
-Rows are sorted by host then time. A pair or pattern belongs to the row of its newest
-sample and counts in every window holding that row; it is formed only from samples of
-the same host less than w apart (``lag_ok``), so nothing spans a host change or a gap.
+Compiled per-host kernels (see ``jit``) over rows sorted by host then time. A pair or
+pattern belongs to the row of its newest sample and counts in every window holding that
+row; it is formed only from samples of the same host less than w apart, so nothing
+spans a host change or a gap.
 
-Pattern counts are integers: their window sums come exactly from cumulative sums.
-Correlations need window sums of floats, where a cumulative sum would carry the rounding
-error of one huge value into every later window; those use Polars' rolling sums on the
-host-time axis, which do not.
+- Pattern counts are integers, slid exactly: a row's pattern is added as the row enters
+  the window and removed as it leaves.
+- Pearson's r needs window sums of floats. Sliding those (adding the row that enters,
+  subtracting the one that leaves) would carry the rounding error of one huge value
+  into later windows, and raw sums of squares cancel (n Σa² − (Σa)²). Instead time is
+  cut into blocks of length w, aligned on the epoch, so the window of a row lies in the
+  row's block and the one before: its sums are a suffix sum over the earlier block plus
+  a prefix sum over its own, with nothing subtracted, of the deviations from one
+  reference pair per block (the first valid pair of the window of the block's first
+  row), which lies near every window of the block, so the variances do not cancel either.
+
+Streaming: a kernel writes outputs only for the rows of each host from ``emit_from`` on
+(NaN before), reading earlier rows as history. An output at time t is exactly that of a
+run over the whole history when the rows given hold the host's rows in (t − 2w, t] and
+the row just before them (a window's oldest pattern or pair reaches back up to w more):
+on the 5 s grid with w = 300 s, the 120 rows before the first row to emit.
 """
 
 from __future__ import annotations
@@ -15,89 +28,247 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import polars as pl
 
-from amoskys.pipeline.features import HOST_TIME
+from amoskys.pipeline.jit import by_hosts, njit
 
 MIN_SAMPLES = 5  # fewer pairs or patterns in a window: warm-up, null
 _FLAT = 1e-10  # a window whose variance is below this share of its mean square is constant
 _PATTERNS = 6  # order-3 ordinal patterns
+_LOG_PATTERNS = math.log(_PATTERNS)
+_SUMS = 6  # a window's Pearson sums: n, Σa, Σb, Σa², Σb², Σab (of deviations from the reference)
 
 
-def window_starts(host: np.ndarray, ts_ns: np.ndarray, window_ns: int) -> np.ndarray:
-    """For each row, the index of the oldest row of its host in (t − w, t]."""
-    changes = np.flatnonzero(host[1:] != host[:-1]) + 1
-    starts = np.empty(len(host), dtype=np.intp)
-    for first, end in zip([0, *changes], [*changes, len(host)]):
-        segment = ts_ns[first:end]
-        starts[first:end] = first + np.searchsorted(segment, segment - window_ns, side="right")
-    return starts
+def permutation_entropy(x, scales, ts_ns: np.ndarray, starts: np.ndarray, window_ns: int,
+                        emit_from: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Normalised order-3 permutation entropy of each series x[m] (NaN = missing) averaged over k samples.
 
-
-def lag_ok(host: np.ndarray, ts_ns: np.ndarray, lag: int, window_ns: int) -> np.ndarray:
-    """True where the sample lag rows back is of the same host and less than w older."""
-    ok = np.zeros(len(host), dtype=bool)
-    ok[lag:] = (host[lag:] == host[:-lag]) & (ts_ns[lag:] - ts_ns[:-lag] < window_ns)
-    return ok
-
-
-def pattern_entropy(x: np.ndarray, k: int, ok: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Normalised order-3 permutation entropy of x averaged over k samples, per window; NaN in warm-up.
-
-    A row's pattern is the rank order of (y[i − 2k], y[i − k], y[i]), y the mean of the
-    k samples ending at each row; ok says the oldest sample used (3k − 1 rows back) may
-    be used. Entropy is (n ln n − Σ c ln c) / (n ln 6) over the pattern counts c of the
-    window, exactly 0 when one pattern fills it.
+    Row m·len(scales) + j of the result is series m at scale scales[j]: at each row, over
+    its window, (n ln n − Σ c ln c) / (n ln 6) of the counts c of the n patterns, exactly
+    0 when one pattern fills the window; NaN in warm-up (n < ``MIN_SAMPLES``). A row's
+    pattern is the rank order of (y[i − 2k], y[i − k], y[i]), y the mean of the k samples
+    ending at each row, ties counting as "not greater"; all 3k samples must be less than w
+    apart.
     """
-    y = _trailing_mean(x, k)
-    a, b, c = _shift(y, 2 * k), _shift(y, k), y
-    valid = ok & np.isfinite(a) & np.isfinite(b) & np.isfinite(c)
-    # With b > a known, (c > b) + (c > a) tells the three orders apart (ties count as "not greater").
-    code = 3 * (b > a) + (c > b).astype(np.int8) + (c > a)
-    counts = [_window_count(valid & (code == pattern), starts) for pattern in range(_PATTERNS)]
-    n = sum(counts)
-    values = np.arange(n.max(initial=0) + 1, dtype=np.float64)
-    x_log_x = values * np.log(np.maximum(values, 1.0))
-    spread = x_log_x[n] - sum(x_log_x[count] for count in counts)
-    entropy = np.clip(spread / (np.maximum(n, 1) * math.log(_PATTERNS)), 0.0, 1.0)
-    return np.where(n >= MIN_SAMPLES, entropy, np.nan)
-
-
-def pearson_sums(name: str, a: pl.Expr, b: pl.Expr, ok: pl.Expr, window: str) -> list[pl.Expr]:
-    """Window sums of the pairs (a, b) where both exist and ok holds: count, sums, cross and squared sums."""
-    valid = a.is_not_null() & b.is_not_null() & ok.fill_null(False)
-    a, b = pl.when(valid).then(a).otherwise(0.0), pl.when(valid).then(b).otherwise(0.0)
-    terms = {"n": valid.cast(pl.Float64), "a": a, "b": b, "ab": a * b, "aa": a * a, "bb": b * b}
-    return [term.rolling_sum_by(HOST_TIME, window).alias(f"{name}:{t}") for t, term in terms.items()]
-
-
-def pearson(name: str) -> pl.Expr:
-    """Pearson's r from the sums of ``pearson_sums``; 0 for a constant window, null in warm-up."""
-    n, a, b, ab, aa, bb = (pl.col(f"{name}:{t}") for t in ("n", "a", "b", "ab", "aa", "bb"))
-    cov, var_a, var_b = n * ab - a * b, n * aa - a * a, n * bb - b * b
-    flat = (var_a <= _FLAT * n * aa) | (var_b <= _FLAT * n * bb)
-    r = (cov / (var_a * var_b).sqrt()).clip(-1.0, 1.0)
-    return pl.when(n < MIN_SAMPLES).then(None).when(flat).then(0.0).otherwise(r)
-
-
-def _window_count(flags: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """How many rows of each window have flags set (exact: integer cumulative sums)."""
-    total = np.zeros(len(flags) + 1, dtype=np.int64)
-    np.cumsum(flags, out=total[1:])
-    return total[1:] - total[starts]
-
-
-def _trailing_mean(x: np.ndarray, k: int) -> np.ndarray:
-    """Mean of the k rows ending at each row (NaN for the first k − 1); x itself for k = 1."""
-    if k == 1:
-        return x
-    total = x.copy()
-    for lag in range(1, k):
-        total += _shift(x, lag)
-    return total / k
-
-
-def _shift(x: np.ndarray, lag: int) -> np.ndarray:
-    out = np.full_like(x, np.nan)
-    out[lag:] = x[:-lag]
+    x, scales = np.ascontiguousarray(x, dtype=np.float64), np.asarray(scales, dtype=np.int64)
+    out = np.empty((len(x) * len(scales), x.shape[1]))
+    by_hosts(_entropy_kernel, starts, _emit_from(starts, emit_from), ts_ns, window_ns, x, scales, out)
     return out
+
+
+def pearson(a, b, lag: int, ts_ns: np.ndarray, starts: np.ndarray, window_ns: int,
+            emit_from: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Pearson's r of the pairs (a[p, i − lag], b[p, i]) over each row's window, for each series p.
+
+    A pair needs both values (NaN = missing) and its two rows less than w apart. r is
+    clipped to [−1, 1]; 0 when either side is constant (variance at most ``_FLAT`` times
+    its mean square); NaN in warm-up (fewer than ``MIN_SAMPLES`` pairs).
+    """
+    a, b = np.ascontiguousarray(a, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64)
+    out = np.empty(b.shape)
+    by_hosts(_pearson_kernel, starts, _emit_from(starts, emit_from), ts_ns, window_ns, a, b, lag, out)
+    return out
+
+
+def _emit_from(starts: np.ndarray, emit_from: np.ndarray | None) -> np.ndarray:
+    """The first row to write of each host: its first row unless given."""
+    return starts[:-1] if emit_from is None else np.asarray(emit_from, dtype=np.int64)
+
+
+@njit
+def _window_starts(ts_ns, window_ns):
+    """For each row of one host, the index of its oldest row in (t − w, t]."""
+    lo = np.empty(len(ts_ns), dtype=np.int64)
+    oldest = 0
+    for i in range(len(ts_ns)):
+        while ts_ns[oldest] <= ts_ns[i] - window_ns:
+            oldest += 1
+        lo[i] = oldest
+    return lo
+
+@njit
+def _entropy_kernel(first, last, starts, emit_from, ts_ns, window_ns, x, scales, out):
+    for s in range(first, last):
+        start, end = starts[s], starts[s + 1]
+        ts, emit = ts_ns[start:end], emit_from[s] - start
+        lo = _window_starts(ts, window_ns)
+        x_log_x = _x_log_x(_most_rows(lo))
+        y, code = np.empty(len(ts)), np.empty(len(ts), dtype=np.uint8)
+        for m in range(len(x)):
+            for j, k in enumerate(scales):
+                _trailing_mean(x[m, start:end], k, y)
+                _ordinal_patterns(y, k, ts, window_ns, code)
+                _slide_entropy(code, lo, emit, x_log_x, out[m * len(scales) + j, start:end])
+
+
+@njit
+def _most_rows(lo):
+    """The most rows any window holds, from each row's oldest row lo."""
+    most = 0
+    for i in range(len(lo)):
+        most = max(most, i - lo[i] + 1)
+    return most
+
+
+@njit
+def _x_log_x(n):
+    """c ln c for every count c up to n (0 for c = 0)."""
+    c = np.arange(n + 1).astype(np.float64)
+    return c * np.log(np.maximum(c, 1.0))
+
+
+@njit
+def _trailing_mean(x, k, y):
+    """y[i] = the mean of the k rows of x ending at row i, summed from x[i] back (NaN for the first k − 1)."""
+    y[:] = x
+    for lag in range(1, k):  # one pass per lag, y[i] += x[i − lag], on shifted views (so it vectorises)
+        later, earlier = y[lag:], x[: len(x) - lag]
+        for j in range(len(later)):
+            later[j] += earlier[j]
+    y /= k
+    y[: k - 1] = np.nan
+
+
+@njit
+def _ordinal_patterns(y, k, ts_ns, window_ns, code):
+    """code[i] = the rank order (0-5) of (y[i − 2k], y[i − k], y[i]), or _PATTERNS where none is formed."""
+    reach = 3 * k - 1  # the oldest sample of y[i − 2k]
+    code[:reach] = _PATTERNS
+    # Views shifted so that row i of each is at index i − reach: the loop then vectorises.
+    older, middle, newest, ts_older, ts_newest = y[k - 1 :], y[2 * k - 1 :], y[reach:], ts_ns, ts_ns[reach:]
+    for j in range(len(newest)):
+        a, b, c = older[j], middle[j], newest[j]
+        formed = (ts_newest[j] - ts_older[j] < window_ns) & (abs(a) < np.inf) & (abs(b) < np.inf) & (abs(c) < np.inf)
+        # With b > a known, (c > b) + (c > a) tells the three orders apart.
+        code[reach + j] = 3 * (b > a) + (c > b) + (c > a) if formed else _PATTERNS
+
+
+@njit
+def _slide_entropy(code, lo, emit, x_log_x, out):
+    """out[i] for i ≥ emit: the entropy of the patterns of rows lo[i]..i; NaN before.
+
+    (Codes and counts are unsigned, as indices: no negative-index wraparound to compute.)
+    """
+    out[:emit] = np.nan
+    counts = np.zeros(_PATTERNS + 1, dtype=np.uint32)  # the last counts rows without a pattern
+    oldest = lo[emit] if emit < len(code) else len(code)
+    for i in range(oldest, len(code)):
+        counts[code[i]] += 1
+        while oldest < lo[i]:
+            counts[code[oldest]] -= 1
+            oldest += 1
+        if i >= emit:
+            n, spread = 0, 0.0
+            for p in range(_PATTERNS):
+                n, spread = n + counts[p], spread + x_log_x[counts[p]]
+            entropy = min(max((x_log_x[n] - spread) / (n * _LOG_PATTERNS), 0.0), 1.0)
+            out[i] = entropy if n >= MIN_SAMPLES else np.nan
+
+
+@njit
+def _pearson_kernel(first, last, starts, emit_from, ts_ns, window_ns, a, b, lag, out):
+    for s in range(first, last):
+        start, end = starts[s], starts[s + 1]
+        ts = ts_ns[start:end]
+        lo = _window_starts(ts, window_ns)
+        paired, suffix = np.empty(len(ts), dtype=np.bool_), np.empty((len(ts) + 1, _SUMS))
+        for p in range(len(b)):
+            x, y = a[p, start:end], b[p, start:end]
+            _pairs(x, y, lag, ts, window_ns, paired)
+            _block_pearson(x, y, lag, paired, ts, window_ns, lo, emit_from[s] - start, suffix, out[p, start:end])
+
+
+@njit
+def _pairs(a, b, lag, ts_ns, window_ns, paired):
+    """paired[i]: row i has a pair, both values and the earlier row of this host less than w older."""
+    paired[:lag] = False
+    # Views shifted so that row i of each is at index i − lag: the loop then vectorises.
+    earlier, later, ts_earlier, ts_later, out = a, b[lag:], ts_ns, ts_ns[lag:], paired[lag:]
+    for j in range(len(out)):
+        out[j] = (ts_later[j] - ts_earlier[j] < window_ns) & (abs(earlier[j]) < np.inf) & (abs(later[j]) < np.inf)
+
+
+@njit
+def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, emit, suffix, out):
+    """out[i] for i ≥ emit: r over rows lo[i]..i, block by block (see the module docstring); NaN before."""
+    out[:emit] = np.nan
+    i = emit
+    while 0 < i < len(b) and ts_ns[i - 1] // window_ns == ts_ns[emit] // window_ns:
+        i -= 1  # back to the first row of emit's block
+    while i < len(b):
+        first, block_end = i, (ts_ns[i] // window_ns + 1) * window_ns
+        reference = _newest_pair(paired, lo[first], first)
+        ref_a, ref_b = _pair(a, b, lag, reference)
+        _suffix_sums(a, b, lag, paired, lo[first], first, ref_a, ref_b, suffix)
+        n = sa = sb = saa = sbb = sab = 0.0  # the block's pairs up to row i
+        while i < len(b) and ts_ns[i] < block_end:
+            if reference < lo[i]:  # the window has left the reference: its pairs all lie in the block
+                reference = _oldest_pair(paired, first)
+                ref_a, ref_b = _pair(a, b, lag, reference)
+                n, sa, sb, saa, sbb, sab = _sums(a, b, lag, paired, first, i, ref_a, ref_b)
+            if paired[i]:
+                da, db = a[i - lag] - ref_a, b[i] - ref_b
+                n, sa, sb, saa, sbb, sab = n + 1.0, sa + da, sb + db, saa + da * da, sbb + db * db, sab + da * db
+            if i >= emit:  # plus those of the earlier block in the window (its oldest row is at most first)
+                j = lo[i]
+                out[i] = _r(n + suffix[j, 0], sa + suffix[j, 1], sb + suffix[j, 2], saa + suffix[j, 3],
+                            sbb + suffix[j, 4], sab + suffix[j, 5], ref_a, ref_b)  # fmt: skip
+            i += 1
+
+
+@njit
+def _newest_pair(paired, oldest, row):
+    """The newest row of oldest..row with a pair; −1 if none."""
+    for i in range(row, oldest - 1, -1):
+        if paired[i]:
+            return i
+    return -1
+
+
+@njit
+def _oldest_pair(paired, row):
+    """The oldest row from row on with a pair; len(paired) if none (then no later sum holds a pair)."""
+    for i in range(row, len(paired)):
+        if paired[i]:
+            return i
+    return len(paired)
+
+
+@njit
+def _pair(a, b, lag, row):
+    """The pair of row, or (0, 0) when there is none (the sums it would be the reference of are empty)."""
+    return (a[row - lag], b[row]) if 0 <= row < len(b) else (0.0, 0.0)
+
+
+@njit
+def _sums(a, b, lag, paired, first, end, ref_a, ref_b):
+    """The sums (n, Σa, Σb, Σa², Σb², Σab) of the deviations from (ref_a, ref_b) of the pairs of rows first..end − 1."""
+    n = sa = sb = saa = sbb = sab = 0.0
+    for i in range(first, end):
+        if paired[i]:
+            da, db = a[i - lag] - ref_a, b[i] - ref_b
+            n, sa, sb, saa, sbb, sab = n + 1.0, sa + da, sb + db, saa + da * da, sbb + db * db, sab + da * db
+    return n, sa, sb, saa, sbb, sab
+
+
+@njit
+def _suffix_sums(a, b, lag, paired, oldest, end, ref_a, ref_b, suffix):
+    """suffix[j] = the sums of the pairs of rows j..end − 1 (as ``_sums``), for j from oldest to end."""
+    n = sa = sb = saa = sbb = sab = 0.0
+    suffix[end] = 0.0
+    for j in range(end - 1, oldest - 1, -1):
+        if paired[j]:
+            da, db = a[j - lag] - ref_a, b[j] - ref_b
+            n, sa, sb, saa, sbb, sab = n + 1.0, sa + da, sb + db, saa + da * da, sbb + db * db, sab + da * db
+        suffix[j, 0], suffix[j, 1], suffix[j, 2], suffix[j, 3], suffix[j, 4], suffix[j, 5] = n, sa, sb, saa, sbb, sab
+
+
+@njit
+def _r(n, sa, sb, saa, sbb, sab, ref_a, ref_b):
+    """Pearson's r from a window's sums of deviations from (ref_a, ref_b)."""
+    if n < MIN_SAMPLES:
+        return np.nan
+    cov, var_a, var_b = n * sab - sa * sb, n * saa - sa * sa, n * sbb - sb * sb
+    # Constant: compared with n Σa² of the values themselves, var_a + (Σa)², where Σa = n ref_a + Σ(a − ref_a).
+    if var_a <= _FLAT * (var_a + (n * ref_a + sa) ** 2) or var_b <= _FLAT * (var_b + (n * ref_b + sb) ** 2):
+        return 0.0
+    return min(max(cov / math.sqrt(var_a * var_b), -1.0), 1.0)

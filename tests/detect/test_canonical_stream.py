@@ -14,10 +14,10 @@ from amoskys.pipeline.source import RawTelemetry, simulated
 NS = 1_000_000_000
 
 
-def awkward_fleet() -> RawTelemetry:
+def awkward_fleet(duration_s: float = 1800) -> RawTelemetry:
     """A simulated fleet with what real agents produce: gaps short and long, duplicates, a counter reset,
     NaN and infinite values, a metric that arrives late."""
-    raw = simulated(SimulatorConfig(hosts=3, duration_seconds=1800, seed=3))
+    raw = simulated(SimulatorConfig(hosts=3, duration_seconds=duration_s, seed=3))
     snaps = raw.snapshots.drop("label", "incident", strict=False).with_row_index("_i")
     rng = np.random.default_rng(1)
     keep = rng.random(snaps.height) > 0.03  # scattered missing snapshots: short gaps, filled

@@ -15,6 +15,7 @@ from amoskys.errors import InputError, ModelError
 from amoskys.pipeline.anomaly import KEY_METRICS, MIN_SAMPLES, AnomalyStage
 from amoskys.pipeline.canonical import build_canonical
 from amoskys.pipeline.features import ANOMALY
+from amoskys.pipeline.outlier_scores import _BLOCK, Forest, Lof, median_mad_scale
 from amoskys.pipeline.source import simulated
 from amoskys.pipeline.split import split_by_time
 
@@ -215,29 +216,25 @@ def test_misuse_is_a_clear_error():
         AnomalyStage().fit(frame.drop("disk_busy_pct"))
     with pytest.raises(InputError, match="at least 2 training rows"):
         AnomalyStage().fit(frame.head(1))
-    with pytest.raises(InputError, match="sorted by host then ts"):
+    with pytest.raises(InputError, match="each host.s rows together and in time order"):
         AnomalyStage().fit(frame).transform(frame.reverse())
 
 
-def test_numpy_lof_matches_sklearn_novelty_lof():
+def test_compiled_lof_matches_sklearn_novelty_lof():
     from sklearn.neighbors import LocalOutlierFactor
-
-    from amoskys.pipeline.anomaly import _Lof
 
     rng = np.random.default_rng(5)
     reference, rows = rng.normal(size=(256, 8)), rng.normal(size=(2000, 8)) * 2
-    ours = _Lof(reference, 10)
+    ours = Lof(reference, 10)
     theirs = LocalOutlierFactor(n_neighbors=10, novelty=True, algorithm="brute").fit(reference)
-    assert np.allclose(ours.score(rows), -theirs.score_samples(rows), rtol=1e-6)
-    assert np.allclose(ours.training_scores, -theirs.negative_outlier_factor_, rtol=1e-9)
+    assert np.allclose(ours.score(rows), -theirs.score_samples(rows), rtol=1e-9, atol=0)
+    assert np.allclose(ours.training_scores, -theirs.negative_outlier_factor_, rtol=1e-9, atol=0)
 
 
 def test_lof_score_of_a_row_does_not_depend_on_its_block_or_chunk():
-    from amoskys.pipeline.anomaly import _LOF_BLOCK, _Lof
-
     rng = np.random.default_rng(6)
-    reference, rows = rng.normal(size=(256, 8)), rng.normal(size=(2 * _LOF_BLOCK + 123, 8)) * 2
-    lof = _Lof(reference, 10)
+    reference, rows = rng.normal(size=(256, 8)), rng.normal(size=(2 * _BLOCK + 123, 8)) * 2
+    lof = Lof(reference, 10)
     whole = lof.score(rows)
     assert np.array_equal(whole, np.concatenate([lof.score(rows[i:i + 1000]) for i in range(0, len(rows), 1000)]))
     assert np.array_equal(whole[:5], lof.score(np.asfortranarray(rows[:5])))
@@ -249,3 +246,114 @@ def test_reference_is_the_sampled_rows_of_the_scaled_training_frame(simulated_ou
     z = stage._scaled(train).select(stage._z_names()).fill_null(0.0).to_numpy()
     sample = np.sort(np.random.default_rng(stage.seed).choice(len(z), len(stage.reference_), replace=False))
     assert np.array_equal(stage.reference_, z[sample])
+
+
+def numpy_lof(reference: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """LOF by its definition: exact distances, the k nearest by a stable sort (the lower index first on ties)."""
+
+    def nearest(distances):
+        order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+        return order, np.take_along_axis(distances, order, axis=1)
+
+    within = np.sqrt(((reference[:, None] - reference[None]) ** 2).sum(axis=2))
+    np.fill_diagonal(within, np.inf)
+    ref_neighbours, ref_distances = nearest(within)
+    k_distance = ref_distances[:, -1]
+    lrd = 1 / (np.maximum(ref_distances, k_distance[ref_neighbours]).mean(axis=1) + 1e-10)
+    neighbours, distances = nearest(np.sqrt(((rows[:, None] - reference[None]) ** 2).sum(axis=2)))
+    return lrd[neighbours].mean(axis=1) * (np.maximum(distances, k_distance[neighbours]).mean(axis=1) + 1e-10)
+
+
+def test_lof_breaks_distance_ties_by_the_lower_reference_index():
+    rng = np.random.default_rng(7)
+    # small integers: exact arithmetic, duplicate rows and many equal distances
+    reference, rows = rng.integers(-2, 3, size=(64, 3)).astype(float), rng.integers(-3, 4, size=(500, 3)).astype(float)
+    assert np.allclose(Lof(reference, 5).score(rows), numpy_lof(reference, rows, 5), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize(("references", "k"), [(256, 20), (12, 5), (3, 2)])
+def test_lof_matches_sklearn_for_any_reference_size_and_k(references, k):
+    from sklearn.neighbors import LocalOutlierFactor
+
+    rng = np.random.default_rng(8)
+    reference, rows = rng.normal(size=(references, 4)), rng.normal(size=(300, 4)) * 2
+    theirs = LocalOutlierFactor(n_neighbors=k, novelty=True, algorithm="brute").fit(reference)
+    assert np.allclose(Lof(reference, k).score(rows), -theirs.score_samples(rows), rtol=1e-9, atol=0)
+
+
+def test_compiled_forest_equals_sklearns_score_even_at_the_split_thresholds():
+    from sklearn.ensemble import IsolationForest
+
+    rng = np.random.default_rng(9)
+    iforest = IsolationForest(n_estimators=50, max_samples=256, random_state=0).fit(rng.normal(size=(300, 8)))
+    # sklearn's trees compare float32 values: probe each split at its threshold and the float32s around it
+    tree = iforest.estimators_[0].tree_
+    split = np.flatnonzero(tree.feature >= 0)
+    nearest32 = tree.threshold[split].astype(np.float32)
+    probes = [tree.threshold[split], nearest32, np.nextafter(nearest32, np.float32(np.inf)),
+              np.nextafter(nearest32, np.float32(-np.inf)), np.nextafter(tree.threshold[split], np.inf)]  # fmt: skip
+    at_splits = np.zeros((len(split) * len(probes), 8))
+    at_splits[np.arange(len(at_splits)), np.tile(tree.feature[split], len(probes))] = np.concatenate(probes)
+    rows = np.concatenate([rng.normal(size=(2 * _BLOCK + 5, 8)) * 2, at_splits])
+    forest = Forest(iforest)
+    ours = forest.score(rows)
+    assert np.allclose(ours, -iforest.score_samples(rows), rtol=0, atol=1e-12)
+    assert np.array_equal(ours, np.concatenate([forest.score(rows[i:i + 1000]) for i in range(0, len(rows), 1000)]))
+
+
+def test_median_mad_and_scale_equal_polars():
+    rng = np.random.default_rng(10)
+    unrepresentative = rng.normal(size=20_000)
+    unrepresentative[:: 20_000 // 1024] = 1e6  # every value of the strided sample bracketing the median
+    segments = [rng.normal(size=n) * 10.0 ** rng.integers(-3, 9) for n in (1, 2, 3, 10, 11, 5000, 5001, 20_000)]
+    segments += [
+        np.array([0.7, 0.1]),  # Polars' midpoint 0.4, not (0.1 + 0.7) / 2 = 0.39999999999999997
+        np.array([np.nan, np.inf, -np.inf]),  # no finite value
+        np.r_[np.full(9000, 0.2), rng.exponential(size=100)],  # MAD 0: the mean absolute deviation
+        rng.integers(0, 5, size=6000).astype(float),
+        np.r_[rng.normal(size=50), np.nan, np.inf],
+        unrepresentative,
+    ]
+    values = np.concatenate(segments)
+    starts = np.cumsum([0] + [len(s) for s in segments])
+    ours = median_mad_scale(np.column_stack([values, -values]), starts)
+
+    frame = pl.DataFrame({"segment": np.repeat(np.arange(len(segments)), np.diff(starts)), "x": values, "y": -values})
+    for j, column in enumerate("xy"):
+        x = pl.when(pl.col(column).is_finite()).then(pl.col(column))
+        deviation = (x - x.median()).abs()
+        theirs = frame.group_by("segment", maintain_order=True).agg(
+            x.median().alias("median"), deviation.median().alias("mad"), deviation.mean().alias("mean_ad")
+        )
+        for s, name in enumerate(("median", "mad")):
+            assert np.array_equal(ours[s, j], theirs[name].to_numpy(), equal_nan=True), (column, name)
+        mad, mean_ad, median = theirs["mad"].to_numpy(), theirs["mean_ad"].to_numpy(), theirs["median"].to_numpy()
+        scale = np.maximum(np.where(mad > 0, 1.4826 * mad, 1.2533 * mean_ad), 1e-6 * np.maximum(np.abs(median), 1.0))
+        assert np.allclose(ours[2, j], scale, rtol=1e-15, atol=0, equal_nan=True), column
+
+
+def test_fit_learns_the_same_baselines_from_rows_in_any_order():
+    fails = [0.0] * 290 + [1.0] * 10  # MAD 0
+    train = fleet(*(host_frame(h, 300, seed=i, tcp_attempt_fails_per_s=fails) for i, h in enumerate("abc")))
+    first, shuffled = AnomalyStage().fit(train), AnomalyStage().fit(train.sample(fraction=1.0, shuffle=True, seed=1))
+    assert first.baselines_.equals(shuffled.baselines_) and first.fleet_baseline_.equals(shuffled.fleet_baseline_)
+    assert first.baselines_["host"].to_list() == ["a", "b", "c"]
+
+
+def test_a_fitted_stage_scores_the_same_after_a_joblib_round_trip(tmp_path):
+    import joblib
+
+    frame = fleet(*(host_frame(h, 300, seed=i) for i, h in enumerate("ab")))
+    stage = AnomalyStage().fit(frame)
+    joblib.dump(stage, tmp_path / "stage.joblib")
+    assert joblib.load(tmp_path / "stage.joblib").transform(frame).equals(stage.transform(frame))
+
+
+def test_scoring_rows_of_another_width_is_an_error():
+    from sklearn.ensemble import IsolationForest
+
+    reference = np.random.default_rng(11).normal(size=(50, 4))
+    with pytest.raises(ValueError, match="rows of 4 values"):
+        Lof(reference, 5).score(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="rows of 4 values"):
+        Forest(IsolationForest(n_estimators=3, random_state=0).fit(reference)).score(np.zeros(4))

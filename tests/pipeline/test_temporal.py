@@ -1,4 +1,5 @@
-"""Stage 2 on small frames whose every value is known, and against a direct computation."""
+"""Stage 2 on small frames whose every value is known, against a direct computation, and run as a
+live detector runs it (new rows after a buffer of history)."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -9,7 +10,9 @@ import pytest
 from amoskys.config import PipelineConfig
 from amoskys.pipeline.canonical import canonical_features
 from amoskys.pipeline.features import TEMPORAL
+from amoskys.pipeline.jit import segments
 from amoskys.pipeline.temporal import KEY_METRICS, temporal_defs, temporal_features
+from amoskys.pipeline.temporal_kernel import NO_EWM_STATE, temporal_arrays
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 STATS = ("mean", "std", "min", "max", "roc", "slope", "volatility")
@@ -183,12 +186,77 @@ def test_declarations():
         assert f.stage == TEMPORAL and f.streamable and f.pack is None, f.name
         assert f.unit and f.description.endswith("."), f.name
         assert len(f.inputs) == 1 and f.inputs[0] in canonical_names, f.name
-        assert f.window is not None and f.name.endswith("_" + f.window), f.name
-        # a feature reads its own metric (or that metric's other features) and time helpers only
-        for root in d.expr.meta.root_names():
-            assert root in {*f.inputs, "ts", "host"} or root.startswith(("_", f.inputs[0] + "_")), (f.name, root)
+        assert f.window is not None and f.name == f"{f.inputs[0]}_{d.stat}_{f.window}", f.name
     units = {f.name: f.unit for f in features}
     assert units["cpu_busy_pct_slope_60s"] == "percent/s"
     assert units["net_tx_bytes_per_s_roc_30s"] == "bytes/s²"
     assert units["mem_used_bytes_volatility_300s"] == "ratio"
     assert units["process_count_ewm_60s"] == "count"
+
+
+def test_a_constant_window_is_exact_after_a_jump():
+    # A large gauge jumps, then holds: once the window holds only the new level, exactly no variation.
+    data = frame([("a", 5 * i, 8e9 + 0.1 if i < 10 else 1.7e10 + 0.3) for i in range(30)])
+    out = run(data, windows=(30.0,), metric="mem_used_bytes")
+    held = out.filter(pl.col("ts") >= T0 + timedelta(seconds=5 * 15))  # 6 samples of the new level
+    assert set(held["std_30s"]) == {0.0} and set(held["slope_30s"]) == {0.0}
+    assert set(held["mean_30s"]) == {1.7e10 + 0.3}
+    assert set(held["volatility_30s"]) == {0.0}
+
+
+def test_null_key_metrics_are_refused():
+    data = frame([("a", 0, 1.0), ("a", 5, 2.0)]).with_columns(pl.lit(None, pl.Float64).alias("disk_busy_pct"))
+    with pytest.raises(ValueError, match="disk_busy_pct"):
+        temporal_features(data, PipelineConfig())
+
+
+def as_arrays(data: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times in ns, metrics × rows, host segments) of a frame sorted by host and time."""
+    return data["ts"].dt.epoch("ns").to_numpy(), data.select(KEY_METRICS).to_numpy().T, segments(data["host"])
+
+
+@pytest.mark.parametrize("new_from", [1, 40, 100, 121, 400])
+def test_new_rows_after_a_buffer_of_history_match_the_batch(simulated_split, new_from):
+    """A live detector's call: per host, the rows of the last max(w) seconds before its new rows
+    (both ends included), the new rows, and the EWMs of the last row before them. Rows 120 to 155
+    of the first host are dropped (a gap): new_from 121 starts right after it."""
+    config = PipelineConfig()
+    first_host = simulated_split.canonical["host"][0]
+    index = pl.int_range(pl.len()).over("host")
+    data = simulated_split.canonical.filter((pl.col("host") != first_host) | ~index.is_between(120, 155))
+    ts, x, starts = as_arrays(data)
+    windows, half_lives = config.windows_seconds, config.ewm_half_lives_seconds
+    batch = np.concatenate(temporal_arrays(ts, x, starts, windows, half_lives))
+
+    emit = starts[:-1] + new_from  # the first new row of each host
+    first = [np.searchsorted(ts[lo:hi], ts[e] - max(windows) * 1e9) + lo for lo, hi, e in zip(starts, starts[1:], emit)]
+    keep = np.concatenate([np.arange(f, hi) for f, hi in zip(first, starts[1:])])
+    buffered_starts = np.append(0, np.cumsum(starts[1:] - first))
+    ewm_rows = [i for i, d in enumerate(temporal_defs(config)) if d.stat == "ewm"]
+    last_ewms = batch[ewm_rows][:, emit - 1].T.reshape(len(emit), len(KEY_METRICS), len(half_lives))
+    stream = np.concatenate(temporal_arrays(ts[keep], x[:, keep], buffered_starts, windows, half_lives,
+                                      emit_from=buffered_starts[:-1] + (emit - first), ewm_from=last_ewms,
+                                      ewm_from_ns=ts[emit - 1]))  # fmt: skip
+
+    new = np.concatenate([np.arange(e, hi) for e, hi in zip(emit, starts[1:])])
+    new_in_stream = np.concatenate([np.arange(b + e - f, b + hi - f)
+                                    for b, e, f, hi in zip(buffered_starts, emit, first, starts[1:])])  # fmt: skip
+    # bit for bit (NaN where the volatility is undefined in both)
+    np.testing.assert_array_equal(stream[:, new_in_stream], batch[:, new])
+    history = np.setdiff1d(np.arange(len(keep)), new_in_stream)
+    assert np.isnan(stream[:, history]).all()
+
+
+def test_ewms_resume_from_a_given_value():
+    ts = np.array([0, 5, 10, 15], dtype=np.int64) * 10**9
+    x = np.array([[1.0, 2.0, 4.0, 8.0]])
+    whole = temporal_arrays(ts, x, np.array([0, 4]), (), (5.0,))
+    # from the EWM at 5 s (1.5), rows 10 s and 15 s only
+    resumed = temporal_arrays(ts[2:], x[:, 2:], np.array([0, 2]), (), (5.0,), ewm_from=np.array([[[1.5]]]),
+                              ewm_from_ns=np.array([5 * 10**9]))  # fmt: skip
+    assert whole[0][0].tolist() == [1.0, 1.5, 2.75, 5.375]
+    assert resumed[0][0].tolist() == [2.75, 5.375]
+    # a host without a value starts afresh from its first row
+    fresh = temporal_arrays(ts[2:], x[:, 2:], np.array([0, 2]), (), (5.0,), ewm_from=np.zeros((1, 1, 1)),
+                            ewm_from_ns=np.array([NO_EWM_STATE]))  # fmt: skip
+    assert fresh[0][0].tolist() == [4.0, 6.0]

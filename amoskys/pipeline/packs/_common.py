@@ -57,34 +57,6 @@ def add_on_host_time(frame: pl.DataFrame, columns: list[pl.Expr]) -> pl.DataFram
     return with_host_time(frame, HOST_GAP_S).with_columns(columns).drop(HOST_TIME, HOST_SECONDS)
 
 
-def median_before(keyed: pl.DataFrame, column: str, window_s: float) -> pl.Series:
-    """``roll(pl.col(column), "median", window_s, "left")`` on keyed (``with_host_time``), computed cheaper.
-
-    A time window always holds a run of consecutive rows. Where it holds the usual number
-    of rows k (on a regular grid: a full window), it is the k rows before the row, and a
-    median over a fixed count of rows is several times cheaper than one over time; only
-    the other rows (a host's first window, after a gap, an irregular spacing) and the
-    rows their windows reach back to go through the median over time.
-    """
-    values, w = keyed[column], seconds(window_s)
-    if values.has_nulls() or (values.dtype.is_float() and values.is_nan().any()):
-        return keyed.select(roll(pl.col(column), "median", window_s, "left")).to_series()
-    row = pl.col("_row")
-    rows = keyed.select(HOST_TIME, column, _row=pl.int_range(pl.len())).with_columns(
-        _count=row - row.rolling_min_by(HOST_TIME, w, closed="left")  # null for an empty window
-    )
-    usual = rows["_count"].drop_nulls().mode().max() or 1
-    odd = (pl.col("_count") != usual).fill_null(True)
-    # Rows from the oldest row of any later odd window on are needed: a reverse running minimum.
-    oldest = pl.when(odd).then(row - pl.col("_count").fill_null(0)).otherwise(keyed.height)
-    rest = (
-        rows.filter(oldest.cum_min(reverse=True) <= row)
-        .with_columns(_median=roll(pl.col(column), "median", window_s, "left"))
-        .filter(odd)
-    )
-    return values.rolling_median(usual).shift(1).scatter(rest["_row"], rest["_median"])
-
-
 def roll(expr: pl.Expr, how: str, window_s: float, closed: str = "right") -> pl.Expr:
     """A per-host rolling aggregate over the last window_s seconds (closed="left" leaves the row out); for
     ``add_on_host_time``."""

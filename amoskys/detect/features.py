@@ -1,0 +1,161 @@
+"""Every batch feature, computed live: each host's new canonical rows, from its bounded history.
+
+The batch pipeline's stages run here on the same compiled kernels, given each host's
+kept rows followed by its new ones and told to compute the new rows only
+(``emit_from``), so a live row gets the batch's values bit for bit (``tests/detect``
+holds them equal):
+
+- stage 2 (``temporal_kernel``) needs the rows of the longest window, and each host's
+  EWMs at its last row (kept here);
+- stage 3 is row by row;
+- stage 4, the security pack (``_security_kernel``), needs the hour before the row for
+  its baselines, but only of the two baseline metrics, and 300 s of the others;
+- stage 5 (``AnomalyStage``, fitted on the training rows) needs 2 × its window of its
+  key metrics (a pattern's samples reach back up to a window before the window).
+
+So the history comes in three depths (``History``): the baseline metrics for an hour,
+stage 5's metrics for 2 × 300 s, every canonical column for 300 s (plus a row): about
+50 KiB per host on the default 5 s grid. Only the security pack has a stream kernel
+yet; a configuration enabling another pack is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from amoskys.config import Config
+from amoskys.detect.canonical import CanonicalRows
+from amoskys.detect.history import History
+from amoskys.errors import ConfigError
+from amoskys.pipeline import packs
+from amoskys.pipeline.anomaly import AnomalyStage
+from amoskys.pipeline.canonical import canonical_features
+from amoskys.pipeline.cross import cross_defs
+from amoskys.pipeline.features import apply
+from amoskys.pipeline.packs._security_kernel import BASELINE_S, INPUTS as SECURITY_INPUTS, LONG_S, OUTPUTS, security_arrays
+from amoskys.pipeline.temporal import KEY_METRICS as TEMPORAL_METRICS, temporal_defs
+from amoskys.pipeline.temporal_kernel import NO_EWM_STATE, temporal_arrays
+
+BASELINE_METRICS = ("net_tx_bytes_per_s", "process_forks_per_s")  # the security pack's hour-long medians
+STREAM_PACKS = ("security",)
+
+
+class StreamFeatures:
+    def __init__(self, config: Config, anomaly: AnomalyStage, optional: tuple[str, ...] = ()):
+        settings = config.pipeline
+        if unsupported := [p for p in settings.packs if p not in STREAM_PACKS]:
+            raise ConfigError(f"pack {unsupported[0]} has no live implementation yet: remove it from "
+                              "pipeline.packs to detect live (the batch pipeline still computes it)")  # fmt: skip
+        self.settings, self.anomaly, self.optional = settings, anomaly, optional
+        self.canonical_names = [f.name for f in canonical_features(optional)]
+        self.temporal = temporal_defs(settings)
+        self.cross = cross_defs(settings)
+        self.security = "security" in settings.packs
+        loaded = packs.load(settings.packs, config.packs)
+        self.names = [*self.canonical_names, *(d.feature.name for d in self.temporal), *(d.feature.name for d in self.cross),
+                      *(f.name for f in packs.declared(loaded)), *(f.name for f in anomaly.features())]  # fmt: skip
+        step = settings.interval_seconds
+        windows = max((*settings.windows_seconds, LONG_S if self.security else 0.0), default=0.0)
+        # rows of history each depth keeps: its span on the grid, both ends, and one row before (exits, rates)
+        self.recent = History(self.canonical_names, _rows(windows, step) + 1)
+        self.stage5 = History(anomaly.inputs(), _rows(2 * anomaly.window_s, step))
+        self.baseline = History(list(BASELINE_METRICS), _rows(BASELINE_S, step) + 1) if self.security else None
+        self.lookback_s = max(windows, 2 * anomaly.window_s, BASELINE_S if self.security else 0.0) + step
+        self._ewm = np.zeros((0, len(TEMPORAL_METRICS), len(settings.ewm_half_lives_seconds)))
+        self._ewm_ns = np.empty(0, dtype=np.int64)
+
+    def bytes_per_host(self) -> int:
+        histories = [h for h in (self.recent, self.stage5, self.baseline) if h is not None]
+        return sum(h.bytes_per_host() for h in histories) + self._ewm[0].nbytes + 8
+
+    def push(self, rows: CanonicalRows, host_names: list[str]) -> pl.DataFrame:
+        """host, ts and every feature of the new canonical rows (grouped by host, in time order per host)."""
+        order = np.argsort(rows.slots, kind="stable")
+        slots, ts, values = rows.slots[order], rows.ts_ns[order], rows.values[order]
+        hosts, first = np.unique(slots, return_index=True)
+        new_starts = np.append(first, len(slots)).astype(np.int64)
+        self._reserve(int(slots.max(initial=-1)) + 1)
+        frame = pl.DataFrame({"host": [host_names[h] for h in slots.tolist()],
+                              "ts": pl.Series(ts).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")})  # fmt: skip
+        frame = frame.hstack(pl.DataFrame(values, schema=self.canonical_names, orient="row"))
+        if len(slots):
+            frame = frame.hstack(self._temporal(hosts, new_starts, ts, values))
+            frame = apply(frame, self.cross)
+            if self.security:
+                frame = frame.hstack(self._security(hosts, new_starts, ts, values))
+            frame = frame.hstack(self._stage5(hosts, [host_names[h] for h in hosts.tolist()], new_starts, ts, frame))
+            self.recent.append(hosts, new_starts, ts, values)
+        else:
+            frame = pl.DataFrame(schema={"host": pl.String, "ts": pl.Datetime("ns", "UTC"), **dict.fromkeys(self.names, pl.Float64)})
+        return frame.select("host", "ts", *self.names)
+
+    def _reserve(self, hosts: int) -> None:
+        for history in (self.recent, self.stage5, self.baseline):
+            if history is not None:
+                history.reserve(hosts)
+        if hosts > len(self._ewm_ns):
+            grow = hosts - len(self._ewm_ns)
+            self._ewm = np.concatenate([self._ewm, np.zeros((grow, *self._ewm.shape[1:]))])
+            self._ewm_ns = np.concatenate([self._ewm_ns, np.full(grow, NO_EWM_STATE, dtype=np.int64)])
+
+    def _columns(self, values: np.ndarray, names) -> np.ndarray:
+        index = {name: i for i, name in enumerate(self.canonical_names)}
+        return values[:, [index[n] for n in names]]
+
+    def _temporal(self, hosts, new_starts, ts, values) -> pl.DataFrame:
+        windows_s = self.settings.windows_seconds
+        keep = _rows(max(windows_s, default=0.0), self.settings.interval_seconds)
+        all_ts, all_values, starts, emit = self.recent.assemble(hosts, new_starts, ts, values, keep)
+        x = [np.ascontiguousarray(all_values[:, self.canonical_names.index(m)]) for m in TEMPORAL_METRICS]
+        per_metric = temporal_arrays(all_ts, x, starts, windows_s, self.settings.ewm_half_lives_seconds, emit,
+                                     self._ewm[hosts], self._ewm_ns[hosts])  # fmt: skip
+        new = _emitted(starts, emit)
+        outputs = [row[new] for metric in per_metric for row in metric]
+        last = starts[1:] - 1  # each host's newest row: its EWMs carry on from there
+        ewm_rows = len(self.settings.ewm_half_lives_seconds)
+        self._ewm[hosts] = np.stack([metric[-ewm_rows:, last].T for metric in per_metric], axis=1) if ewm_rows else 0.0
+        self._ewm_ns[hosts] = all_ts[last]
+        return pl.DataFrame([pl.Series(d.feature.name, column, nan_to_null=d.stat == "volatility")
+                             for d, column in zip(self.temporal, outputs)])  # fmt: skip
+
+    def _security(self, hosts, new_starts, ts, values) -> pl.DataFrame:
+        base_ts, base, starts, emit = self.baseline.assemble(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))
+        # every other input only within the recent rows: older rows hold NaN there, which no emitted window reaches
+        _, recent, recent_starts, _ = self.recent.assemble(hosts, new_starts, ts, values)
+        inputs = np.full((len(base_ts), len(SECURITY_INPUTS)), np.nan)
+        recent_inputs = self._columns(recent, SECURITY_INPUTS)
+        for i in range(len(hosts)):  # the recent rows are the newest of the baseline rows
+            n = recent_starts[i + 1] - recent_starts[i]
+            inputs[starts[i + 1] - n : starts[i + 1]] = recent_inputs[recent_starts[i] : recent_starts[i + 1]]
+        for j, name in enumerate(BASELINE_METRICS):
+            inputs[:, SECURITY_INPUTS.index(name)] = base[:, j]
+        out = security_arrays(base_ts, tuple(np.ascontiguousarray(inputs[:, j]) for j in range(len(SECURITY_INPUTS))),
+                              starts, emit)  # fmt: skip
+        self.baseline.append(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))
+        new = _emitted(starts, emit)
+        return pl.DataFrame([pl.Series(name, out[j, new], nan_to_null=True) for j, name in enumerate(OUTPUTS)])
+
+    def _stage5(self, hosts, names: list[str], new_starts, ts, frame: pl.DataFrame) -> pl.DataFrame:
+        metrics = frame.select(self.stage5.columns).to_numpy()
+        all_ts, kept, starts, emit = self.stage5.assemble(hosts, new_starts, ts, metrics)
+        # segments in the order of hosts, which sort like their slots, not their names: numbered, so they stay apart
+        history = pl.DataFrame({
+            "host": np.repeat(np.array(names, dtype=object), np.diff(starts)).tolist(),
+            "ts": pl.Series(all_ts).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"),
+        }).hstack(pl.DataFrame(kept, schema=self.stage5.columns, orient="row"))  # fmt: skip
+        self.stage5.append(hosts, new_starts, ts, metrics)
+        out = self.anomaly.transform(history, emit)
+        return out.drop("host", "ts", *self.stage5.columns)
+
+
+def _rows(span_s: float, step_s: float) -> int:
+    """Rows of a grid of step_s within a span of span_s, both ends included."""
+    return math.floor(span_s / step_s + 1e-9) + 1
+
+
+def _emitted(starts: np.ndarray, emit: np.ndarray) -> np.ndarray:
+    """The row indices from each host's emit_from to its end."""
+    return np.concatenate([np.arange(e, s) for e, s in zip(emit, starts[1:])]) if len(emit) else np.empty(0, int)

@@ -1,0 +1,162 @@
+"""``amoskys detect``: the bus's stream in, threat levels, detections and alerts into the store.
+
+One thread reads the bus's Subscribe stream (stored batches in commit order) into a
+queue; the detection loop takes whatever is queued, at most every ``micro_batch_ms``,
+and runs it through stage 1 (``canonical``), the stream features (``features``) and
+the Score Junction (``junction``), then writes the detections and alert changes to the
+store in one transaction each. Rows older than the detector's start are warm-up: they
+fill each host's windows but are not scored (they were, or could have been, by an
+earlier run). A host silent for ``stale_seconds`` is marked stale: its open alert is
+closed by the quiet period, and silence itself never raises one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from amoskys.bus.client import BusClient
+from amoskys.detect.canonical import COUNT_NAMES, StreamCanonical
+from amoskys.detect.decode import snapshots_of
+from amoskys.detect.features import StreamFeatures
+from amoskys.detect.junction import Junction
+from amoskys.detect.policy import OpenAlert
+from amoskys.errors import TransportError
+from amoskys.store.alerts import Alert, save_alert, write_detections
+from amoskys.store.store import Store
+from amoskys.telemetry.telemetry_pb2 import EventBatch
+from amoskys.timeutil import now_ns
+
+NS = 1_000_000_000
+
+
+@dataclass
+class DetectorCounts:
+    batches: int = 0
+    snapshots: int = 0
+    warmup_rows: int = 0
+    scored_rows: int = 0
+    alerts_opened: int = 0
+    canonical: dict = field(default_factory=dict)  # stage 1's counts (merged, out_of_order, ...)
+
+    def line(self) -> str:
+        late = self.canonical.get("out_of_order", 0)
+        return (f"{self.snapshots:,} snapshots, {self.scored_rows:,} rows scored ({self.warmup_rows:,} warm-up), "
+                f"{self.alerts_opened} alerts" + (f", {late} out of order skipped" if late else ""))  # fmt: skip
+
+
+class Detector:
+    """The live path for one store: ``process`` is one micro-batch; ``run`` follows the bus."""
+
+    def __init__(self, store: Store, canonical: StreamCanonical, features: StreamFeatures, junction: Junction,
+                 stale_s: float = 30.0, started_ns: int | None = None):  # fmt: skip
+        self.store = store
+        self.canonical = canonical
+        self.features = features
+        self.junction = junction
+        self.stale_s = stale_s
+        self.started_ns = now_ns() if started_ns is None else started_ns
+        self.counts = DetectorCounts()
+        self.slots: dict[str, int] = {}
+        self.last_seen: dict[str, float] = {}  # host -> monotonic time of its last snapshot
+        self._alert_ids: dict[int, int] = {}  # id(OpenAlert) -> its row in the store
+
+    def process(self, batches: list[EventBatch]) -> int:
+        """Score the snapshots of batches; returns how many rows were scored."""
+        self.counts.batches += len(batches)
+        scored = 0
+        for group in snapshots_of(batches):
+            self.counts.snapshots += len(group.hosts)
+            slots = np.array([self._slot(host) for host in group.hosts], dtype=np.int64)
+            rows = self.canonical.push(slots, group.ts_ns, self.canonical.raw_matrix(group.names, group.values))
+            frame = self.features.push(rows)
+            live = frame["ts"].dt.epoch("ns").to_numpy() >= self.started_ns
+            self.counts.warmup_rows += int((~live).sum())
+            frame = frame.filter(live)
+            verdicts = self.junction.judge(frame)
+            if verdicts.detections:
+                write_detections(self.store, verdicts.detections)
+            self._save(verdicts.alerts)
+            scored += frame.height
+        self.counts.scored_rows += scored
+        self.counts.canonical = dict(zip(COUNT_NAMES, self.canonical.counts.tolist()))
+        self._save(self.junction.close_quiet(now_ns()))
+        return scored
+
+    def stale_hosts(self) -> list[str]:
+        cutoff = time.monotonic() - self.stale_s
+        return sorted(host for host, seen in self.last_seen.items() if seen < cutoff)
+
+    def run(self, client: BusClient, stop: threading.Event, micro_batch_s: float, after_position: int = 0,
+            on_progress=None) -> None:  # fmt: skip
+        """Follow the bus from after_position until stop is set (or the bus goes away: TransportError)."""
+        inbox: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=_read, args=(client, after_position, inbox), name="detect-reader", daemon=True)
+        reader.start()
+        try:
+            while not stop.is_set():
+                batches = _drain(inbox, micro_batch_s)
+                if any(isinstance(b, Exception) for b in batches):
+                    raise next(b for b in batches if isinstance(b, Exception))
+                if batches:
+                    self.process(batches)
+                else:
+                    self._save(self.junction.close_quiet(now_ns()))
+                if on_progress is not None:
+                    on_progress(self)
+        finally:
+            client.close()  # ends the Subscribe stream, and with it the reader
+
+    def _slot(self, host: str) -> int:
+        self.last_seen[host] = time.monotonic()
+        if (slot := self.slots.get(host)) is None:
+            slot = self.slots[host] = len(self.slots)  # a new host: start tracking it
+        return slot
+
+    def _save(self, alerts: list[OpenAlert]) -> None:
+        for alert in alerts:
+            if id(alert) not in self._alert_ids:
+                self.counts.alerts_opened += 1
+            stored = Alert(alert.host, alert.start_ns, alert.end_ns, alert.peak_score, alert.level, alert.status,
+                           alert.details(), id=self._alert_ids.get(id(alert)))  # fmt: skip
+            self._alert_ids[id(alert)] = save_alert(self.store, stored)
+            if alert.status == "closed":
+                self._alert_ids.pop(id(alert))
+
+
+def _read(client: BusClient, after_position: int, inbox: queue.Queue) -> None:
+    try:
+        for stored in client.subscribe(after_position):
+            inbox.put(stored.batch)
+    except TransportError as error:
+        inbox.put(error)
+    except ValueError:
+        pass  # the channel was closed under the stream: we are stopping
+
+
+def _drain(inbox: queue.Queue, wait_s: float) -> list:
+    """What is queued now, or what arrives within wait_s when nothing is."""
+    try:
+        items = [inbox.get(timeout=wait_s)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            items.append(inbox.get_nowait())
+        except queue.Empty:
+            return items
+
+
+def warmup_position(store_path: Path, lookback_s: float) -> int:
+    """The store position to follow the bus from: just before the first envelope received within lookback_s,
+    so each host's windows are full again when scoring starts (0 when the store has none that recent)."""
+    with Store.open(store_path, create=False) as store:
+        since = now_ns() - int(lookback_s * NS)
+        row = store.reader().execute("SELECT min(id) FROM envelopes WHERE received_ns >= ?", (since,)).fetchone()
+        newest = store.reader().execute("SELECT max(id) FROM envelopes").fetchone()
+    return int(row[0]) - 1 if row[0] is not None else int(newest[0] or 0)

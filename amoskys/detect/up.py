@@ -1,0 +1,220 @@
+"""``amoskys up``: the whole platform on one machine, supervised, until Ctrl-C.
+
+Order of start: credentials (created on first use), the bus, the agents (host; SNMP
+when ``snmp.targets`` is set), then the detector. The bus and the agents are child
+processes (``amoskys bus serve``, ``amoskys agent ...``) with their output in
+``LOGS/NAME.log``; one that dies is restarted, up to ``MAX_RESTARTS`` times. The
+detector runs in this process. Without a live model trained on real telemetry, ``up``
+first collects a baseline from the running agents for ``baseline_s``, runs the
+pipeline and trains the live model set on it, saying so. Stopping stops the detector,
+then the agents, then the bus (so that what the agents flush on exit is stored).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amoskys.config import Config
+from amoskys.errors import InputError, TransportError
+
+MAX_RESTARTS = 3
+STOP_TIMEOUT_S = 15.0
+LIVE_MODELS = ["iforest", "pca", "live"]  # the fast tier and its ensemble: what the detector scores with
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log: Path
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Platform:
+    """The children of one ``up``, and where their files are."""
+
+    config: Config
+    store: Path
+    logs: Path
+    config_file: str | None = None
+    children: list[Child] = field(default_factory=list)
+
+    def start_bus(self) -> None:
+        bus = self._child("bus", ["bus", "serve", "--store", str(self.store), "--certs", str(self.config.bus.certs),
+                                  "--port", str(self.config.bus.port)])  # fmt: skip
+        bus.start()
+        self.children.append(bus)
+        wait_for_bus(self.config, bus)
+
+    def start_agents(self) -> None:
+        interval = str(self.config.agent.interval_seconds)
+        agents = [self._child("agent-host", ["agent", "host", "--name", "host", "--interval", interval])]
+        if self.config.snmp.targets:
+            agents.append(self._child("agent-snmp", ["agent", "snmp", "--name", "snmp", "--interval", interval]))
+        for agent in agents:
+            agent.start()
+        self.children += agents
+
+    def watch(self) -> None:
+        """Restart a child that died (a few times), with a line saying so."""
+        for child in self.children:
+            code = child.process.poll()
+            if code is None:
+                continue
+            if child.restarts >= MAX_RESTARTS:
+                raise InputError(f"{child.name} keeps exiting (code {code}); see {child.log}")
+            child.restarts += 1
+            print(f"amoskys up: {child.name} exited with code {code}; restarting ({child.restarts}/{MAX_RESTARTS}), "
+                  f"see {child.log}", flush=True)  # fmt: skip
+            child.start()
+
+    def stop(self) -> None:
+        for child in reversed(self.children):  # agents before the bus
+            child.stop()
+
+    def _child(self, name: str, argv: list[str]) -> Child:
+        config = ["--config", self.config_file] if self.config_file else []
+        return Child(name, [sys.executable, "-m", "amoskys", *config, *argv], self.logs / f"{name}.log")
+
+
+def ensure_credentials(config: Config) -> None:
+    """The CA, the bus's certificate and the credentials of every agent ``up`` runs, created when missing."""
+    from amoskys.bus import certs
+
+    folder = config.bus.certs
+    names = ("host", "snmp", config.detect.name)
+    if not (folder / "ca.crt").exists():
+        certs.init(folder, agents=names)
+        print(f"amoskys up: created certificates in {folder}", flush=True)
+        return
+    for name in names:
+        if not certs.agent_paths(folder, name)["cert"].exists():
+            certs.issue_agent(folder, name)
+
+
+def wait_for_bus(config: Config, bus: Child, timeout_s: float = 30.0) -> None:
+    from amoskys.bus.client import BusClient
+
+    deadline = time.monotonic() + timeout_s
+    address = f"{config.bus.host}:{config.bus.port}"
+    with BusClient(address, config.bus.certs, config.detect.name, timeout_s=2.0) as client:
+        while True:
+            if bus.process.poll() is not None:
+                raise InputError(f"the bus exited with code {bus.process.returncode}; see {bus.log}")
+            try:
+                client.health()
+                return
+            except TransportError:
+                if time.monotonic() > deadline:
+                    raise InputError(f"the bus did not answer on {address} within {timeout_s:g} s; see {bus.log}")
+                time.sleep(0.3)
+
+
+def live_model_trained_on_real_data(config: Config):
+    """The live model to score with, or None when there is none trained on real telemetry."""
+    from amoskys.detect.cli import load_live_model
+
+    try:
+        live = load_live_model(config)
+    except InputError:
+        return None
+    return live if _data_source(live.data_folder) == "real" else None
+
+
+def _data_source(folder: Path) -> str:
+    import json
+
+    summary = folder / "pipeline_summary.json"
+    return json.loads(summary.read_text()).get("data_source", "unknown") if summary.exists() else "unknown"
+
+
+def collect_baseline_and_train(config: Config, store: Path, baseline_s: float, stop: threading.Event, platform: Platform):
+    """Wait baseline_s while the agents fill the store, then pipeline + train the live model set on it."""
+    from tqdm import tqdm
+
+    from amoskys.detect.cli import load_live_model
+    from amoskys.models.train import train_models
+    from amoskys.pipeline.run import run_pipeline
+
+    print(f"amoskys up: no live model trained on this machine's telemetry yet: collecting a {baseline_s:g} s "
+          "baseline, then training", flush=True)  # fmt: skip
+    with tqdm(total=round(baseline_s), desc="baseline", unit="s", disable=None) as bar:
+        started = time.monotonic()
+        while not stop.wait(1.0) and (elapsed := time.monotonic() - started) < baseline_s:
+            platform.watch()
+            bar.update(round(elapsed) - bar.n)
+    if stop.is_set():
+        return None
+    pipeline = run_pipeline(config, store)
+    if pipeline.summary["data_source"] != "real":
+        raise InputError(f"no telemetry reached {store} during the baseline; see {platform.logs}")
+    trained = train_models(pipeline.out_dir, config.detect.registry, models=LIVE_MODELS)
+    print(f"amoskys up: trained {', '.join(t.entry.id for t in trained)} on "
+          f"{pipeline.summary['rows']['train']:,} rows", flush=True)  # fmt: skip
+    return load_live_model(config)
+
+
+def up(config: Config, store: Path, baseline_s: float, duration_s: float | None, config_file: str | None = None,
+       retrain: bool = False) -> dict:  # fmt: skip
+    """Run the platform until Ctrl-C, SIGTERM or duration_s; returns the detector's counts."""
+    from amoskys.bus.client import BusClient
+    from amoskys.detect.cli import build_detector
+    from amoskys.detect.service import warmup_position
+    from amoskys.store.store import Store
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    ensure_credentials(config)
+    platform = Platform(config, store, store.parent / "logs", config_file)
+    try:
+        platform.start_bus()
+        platform.start_agents()
+        print(f"amoskys up: bus on {config.bus.host}:{config.bus.port} (metrics on :{config.bus.metrics_port}), "
+              f"agents {', '.join(c.name for c in platform.children[1:])}, store {store}, logs {platform.logs}/",
+              flush=True)  # fmt: skip
+        live = None if retrain else live_model_trained_on_real_data(config)
+        if live is None:
+            live = collect_baseline_and_train(config, store, baseline_s, stop, platform)
+            if live is None:
+                return {}
+        if duration_s:
+            timer = threading.Timer(duration_s, stop.set)
+            timer.daemon = True
+            timer.start()
+        with Store.open(store) as opened:
+            detector = build_detector(config, opened, live)
+            position = warmup_position(store, detector.features.lookback_s)
+            print(f"amoskys up: detecting with {live.entry_id}; watch it with `amoskys alerts list --store {store}`"
+                  + (f" (stopping in {duration_s:g} s)" if duration_s else " (Ctrl-C stops everything)"), flush=True)
+            client = BusClient(f"{config.bus.host}:{config.bus.port}", config.bus.certs, config.detect.name)
+            detector.run(client, stop, config.detect.micro_batch_ms / 1000, position,
+                         on_progress=lambda _: platform.watch())  # fmt: skip
+        return {"model": live.entry_id, **vars(detector.counts)}
+    finally:
+        platform.stop()
+        print("amoskys up: stopped the detector, the agents and the bus", flush=True)
+
