@@ -63,6 +63,7 @@ class Detector:
         self.started_ns = now_ns() if started_ns is None else started_ns
         self.counts = DetectorCounts()
         self.slots: dict[str, int] = {}
+        self.host_names: list[str] = []  # by slot
         self.last_seen: dict[str, float] = {}  # host -> monotonic time of its last snapshot
         self._alert_ids: dict[int, int] = {}  # id(OpenAlert) -> its row in the store
 
@@ -74,7 +75,7 @@ class Detector:
             self.counts.snapshots += len(group.hosts)
             slots = np.array([self._slot(host) for host in group.hosts], dtype=np.int64)
             rows = self.canonical.push(slots, group.ts_ns, self.canonical.raw_matrix(group.names, group.values))
-            frame = self.features.push(rows)
+            frame = self.features.push(rows, self.host_names)
             live = frame["ts"].dt.epoch("ns").to_numpy() >= self.started_ns
             self.counts.warmup_rows += int((~live).sum())
             frame = frame.filter(live)
@@ -116,6 +117,7 @@ class Detector:
         self.last_seen[host] = time.monotonic()
         if (slot := self.slots.get(host)) is None:
             slot = self.slots[host] = len(self.slots)  # a new host: start tracking it
+            self.host_names.append(host)
         return slot
 
     def _save(self, alerts: list[OpenAlert]) -> None:

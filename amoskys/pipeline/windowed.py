@@ -9,12 +9,14 @@ spans a host change or a gap.
   the window and removed as it leaves.
 - Pearson's r needs window sums of floats. Sliding those (adding the row that enters,
   subtracting the one that leaves) would carry the rounding error of one huge value
-  into later windows, and raw sums of squares cancel (n Σa² − (Σa)²). Instead time is
-  cut into blocks of length w, aligned on the epoch, so the window of a row lies in the
-  row's block and the one before: its sums are a suffix sum over the earlier block plus
-  a prefix sum over its own, with nothing subtracted, of the deviations from one
-  reference pair per block (the first valid pair of the window of the block's first
-  row), which lies near every window of the block, so the variances do not cancel either.
+  into later windows. Instead time is cut into blocks of length w, aligned on the
+  epoch: a row's window lies in its block and the one before, so its sums are a suffix
+  sum over the earlier block plus a prefix sum over its own, nothing subtracted. They
+  are sums of deviations d from a reference pair that the window holds, so
+  n Σd² − (Σd)² cancels by a factor of at most about n (raw sums n Σa² − (Σa)² cancel
+  without bound): the newest pair up to the block's first row, which every window of
+  the block holds until its oldest row passes it, and then (the window's pairs all
+  lying in the block) the block's oldest pair.
 
 Streaming: a kernel writes outputs only for the rows of each host from ``emit_from`` on
 (NaN before), reading earlier rows as history. An output at time t is exactly that of a
