@@ -18,6 +18,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/bus_ingest.py
 	$(BIN)/python bench/agent_overhead.py
+	$(BIN)/python bench/live.py
 
 # Regenerate the committed protobuf code after editing a .proto file.
 proto: $(STAMP)
