@@ -67,16 +67,19 @@ def retrain(config: Config, store_path: Path, since: str | None = None, if_drift
     from amoskys.detect.drift import feature_drift
     from amoskys.errors import InputError
     from amoskys.models.train import TRAIN, train_models
-    from amoskys.pipeline.run import read_raw, run_pipeline
+    from amoskys.pipeline.run import run_pipeline
+    from amoskys.pipeline.source import read_store
+    from amoskys.store.store import Store
+    from amoskys.timeutil import parse_time
 
-    config = replace(config, pipeline=replace(config.pipeline, since=since or config.pipeline.since))
     try:
         active = load_live_model(config)
     except InputError:
         active = None  # nothing to compare with: the candidate is promoted
-    raw = read_raw(config, store_path)
-    if raw.data_source != "real":
-        raise InputError(f"{store_path} holds no telemetry to retrain on")
+    with Store.open(store_path, create=False) as store:
+        raw = read_store(store, since_ns=parse_time(since) if since else None)
+    if raw.snapshots.height == 0:
+        raise InputError(f"{store_path} holds no telemetry{' since ' + since if since else ''} to retrain on")
     raw, labels = with_analyst_labels(raw, store_path)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = config.pipeline.out.parent / f"retrain-{stamp}"

@@ -357,3 +357,99 @@ def test_scoring_rows_of_another_width_is_an_error():
         Lof(reference, 5).score(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="rows of 4 values"):
         Forest(IsolationForest(n_estimators=3, random_state=0).fit(reference)).score(np.zeros(4))
+
+
+# The windowed kernels (``windowed``) against direct computations, and as a live detector calls them.
+
+W_NS = 300 * 10**9  # the default 300 s window
+
+
+def windowed_series(sizes=(400, 250, 320), seed=12) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hosts of 5 s rows, the first with a 400 s gap: (integer-valued x with ties, z with NaN runs, ts_ns, starts)."""
+    rng = np.random.default_rng(seed)
+    ts = np.concatenate([(17 + 1234 * h + 5 * np.arange(n) + 400 * (np.arange(n) >= 150) * (h == 0)) * 10**9
+                         for h, n in enumerate(sizes)]).astype(np.int64)  # fmt: skip
+    x = rng.integers(0, 4, size=(2, len(ts))).astype(np.float64)
+    z = rng.standard_normal((2, len(ts)))
+    x[0, 40:43] = z[0, 60:100] = np.nan  # a missing value breaks the patterns and pairs through it
+    z[1, 200] = 1e8  # a spike, and a level shift in a missing run: sums of deviations must not cancel after them
+    z[1, 240:311] = np.nan
+    z[1, 311:] += 1e4
+    return x, z, ts, np.cumsum([0, *sizes]).astype(np.int64)
+
+
+def window_rows(ts: np.ndarray, lo: int, i: int):
+    return [j for j in range(lo, i + 1) if ts[i] - ts[j] < W_NS]
+
+
+def direct_entropy(x: np.ndarray, k: int, ts: np.ndarray, lo: int, i: int) -> float:
+    """Over the window of row i of a host starting at lo: -Σ p ln p / ln 6 of the (b > a, c > b, c > a) patterns."""
+    y = {j: np.mean(x[j - k + 1 : j + 1]) for j in range(lo + k - 1, i + 1)}
+    patterns = []
+    for j in window_rows(ts, lo, i):
+        if j - 3 * k + 1 >= lo and ts[j] - ts[j - 3 * k + 1] < W_NS and all(np.isfinite([y[j - 2 * k], y[j - k], y[j]])):
+            a, b, c = y[j - 2 * k], y[j - k], y[j]
+            patterns.append((b > a, c > b, c > a))
+    if len(patterns) < MIN_SAMPLES:
+        return np.nan
+    p = np.unique(patterns, axis=0, return_counts=True)[1] / len(patterns)
+    return float(-(p * np.log(p)).sum() / math.log(6))
+
+
+def exact_pearson(a: np.ndarray, b: np.ndarray, lag: int, ts: np.ndarray, lo: int, i: int) -> float:
+    """r over the window of row i, in exact rational arithmetic (0 for a constant side, NaN in warm-up)."""
+    from fractions import Fraction
+
+    pairs = [(Fraction(a[j - lag]), Fraction(b[j])) for j in window_rows(ts, lo, i)
+             if j - lag >= lo and ts[j] - ts[j - lag] < W_NS and np.isfinite(a[j - lag]) and np.isfinite(b[j])]  # fmt: skip
+    if len(pairs) < MIN_SAMPLES:
+        return np.nan
+    n = len(pairs)
+    ma, mb = sum(p[0] for p in pairs) / n, sum(p[1] for p in pairs) / n
+    va, vb = sum((p[0] - ma) ** 2 for p in pairs), sum((p[1] - mb) ** 2 for p in pairs)
+    if va <= Fraction(1e-10) * sum(p[0] ** 2 for p in pairs) or vb <= Fraction(1e-10) * sum(p[1] ** 2 for p in pairs):
+        return 0.0
+    return float(np.clip(float(sum((p[0] - ma) * (p[1] - mb) for p in pairs)) / math.sqrt(float(va * vb)), -1, 1))
+
+
+def test_permutation_entropy_equals_a_direct_count_of_the_patterns():
+    from amoskys.pipeline.windowed import permutation_entropy
+
+    x, _, ts, starts = windowed_series()
+    scales = (1, 2, 3)
+    got = permutation_entropy(x, scales, ts, starts, W_NS)
+    for m, k in [(m, k) for m in range(len(x)) for k in scales]:
+        want = [direct_entropy(x[m], k, ts, lo, i) for lo, end in zip(starts[:-1], starts[1:]) for i in range(lo, end)]
+        np.testing.assert_allclose(got[m * len(scales) + scales.index(k)], want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("lag", [0, 1])
+def test_pearson_equals_exact_arithmetic_through_spikes_level_shifts_and_missing_runs(lag):
+    from amoskys.pipeline.windowed import pearson
+
+    _, z, ts, starts = windowed_series()
+    got = pearson(z[[1, 0]], z[[1, 1]], lag, ts, starts, W_NS)
+    for p in range(2):
+        a, b = z[[1, 0][p]], z[1]
+        rows = [(lo, i) for lo, end in zip(starts[:-1], starts[1:]) for i in range(lo, end, 3)]
+        want = [exact_pearson(a, b, lag, ts, lo, i) for lo, i in rows]
+        np.testing.assert_allclose(got[p][[i for _, i in rows]], want, rtol=0, atol=1e-12)
+
+
+def test_windowed_outputs_from_emit_from_equal_a_full_run_given_two_windows_of_history():
+    from amoskys.pipeline.windowed import pearson, permutation_entropy
+
+    x, z, ts, starts = windowed_series()
+    full = [permutation_entropy(x, (1, 4), ts, starts, W_NS), pearson(z, z, 1, ts, starts, W_NS)]
+    for emit in (starts[:-1] + [155, 40, 200], starts[:-1] + [160, 249, 319]):
+        # Each host's rows in (t - 2w, t] and the one before, t the time of its first row to emit: a live buffer.
+        kept = [np.arange(lo + max((ts[lo:end] > ts[e] - 2 * W_NS).argmax() - 1, 0), end)
+                for lo, end, e in zip(starts[:-1], starts[1:], emit)]  # fmt: skip
+        rows, buffer_starts = np.concatenate(kept), np.cumsum([0, *map(len, kept)])
+        buffer_emit = buffer_starts[:-1] + [e - k[0] for e, k in zip(emit, kept)]
+        part = [permutation_entropy(x[:, rows], (1, 4), ts[rows], buffer_starts, W_NS, buffer_emit),
+                pearson(z[:, rows], z[:, rows], 1, ts[rows], buffer_starts, W_NS, buffer_emit)]  # fmt: skip
+        emitted = np.concatenate([np.arange(e, end) for e, end in zip(buffer_emit, buffer_starts[1:])])
+        for whole, buffered in zip(full, part):
+            assert np.array_equal(buffered[:, emitted], whole[:, rows[emitted]], equal_nan=True)
+            assert np.isnan(np.delete(buffered, emitted, axis=1)).all()
