@@ -69,7 +69,7 @@ class StreamFeatures:
 
     def bytes_per_host(self) -> int:
         histories = [h for h in (self.recent, self.stage5, self.baseline) if h is not None]
-        return sum(h.bytes_per_host() for h in histories) + self._ewm[0].nbytes + 8
+        return sum(h.bytes_per_host() for h in histories) + 8 * (self._ewm.shape[1] * self._ewm.shape[2] + 1)
 
     def push(self, rows: CanonicalRows, host_names: list[str]) -> pl.DataFrame:
         """host, ts and every feature of the new canonical rows (grouped by host, in time order per host)."""
