@@ -37,7 +37,8 @@ MIN_SAMPLES = 5  # fewer pairs or patterns in a window: warm-up, null
 _FLAT = 1e-10  # a window whose variance is below this share of its mean square is constant
 _PATTERNS = 6  # order-3 ordinal patterns
 _LOG_PATTERNS = math.log(_PATTERNS)
-_SUMS = 6  # a window's Pearson sums: n, Σa, Σb, Σa², Σb², Σab (of deviations from the reference)
+_SUMS = 6  # Pearson sums of pairs: n, Σa, Σb, Σa², Σb², Σab (of deviations from the reference)
+_NO_PAIRS = (0.0,) * _SUMS
 
 
 def permutation_entropy(x, scales, ts_ns: np.ndarray, starts: np.ndarray, window_ns: int,
@@ -86,6 +87,7 @@ def _window_starts(ts_ns, window_ns):
             oldest += 1
         lo[i] = oldest
     return lo
+
 
 @njit
 def _entropy_kernel(first, last, starts, emit_from, ts_ns, window_ns, x, scales, out):
@@ -201,19 +203,18 @@ def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, emit, suffix, out):
         reference = _newest_pair(paired, lo[first], first)
         ref_a, ref_b = _pair(a, b, lag, reference)
         _suffix_sums(a, b, lag, paired, lo[first], first, ref_a, ref_b, suffix)
-        n = sa = sb = saa = sbb = sab = 0.0  # the block's pairs up to row i
+        sums = _NO_PAIRS  # of the block's pairs up to row i
         while i < len(b) and ts_ns[i] < block_end:
             if reference < lo[i]:  # the window has left the reference: its pairs all lie in the block
                 reference = _oldest_pair(paired, first)
                 ref_a, ref_b = _pair(a, b, lag, reference)
-                n, sa, sb, saa, sbb, sab = _sums(a, b, lag, paired, first, i, ref_a, ref_b)
+                sums = _sums(a, b, lag, paired, first, i, ref_a, ref_b)
             if paired[i]:
-                da, db = a[i - lag] - ref_a, b[i] - ref_b
-                n, sa, sb, saa, sbb, sab = n + 1.0, sa + da, sb + db, saa + da * da, sbb + db * db, sab + da * db
-            if i >= emit:  # plus those of the earlier block in the window (its oldest row is at most first)
+                sums = _add_pair(sums, a[i - lag] - ref_a, b[i] - ref_b)
+            if i >= emit:  # plus the pairs of the earlier block in the window (its oldest row is at most first)
                 j = lo[i]
-                out[i] = _r(n + suffix[j, 0], sa + suffix[j, 1], sb + suffix[j, 2], saa + suffix[j, 3],
-                            sbb + suffix[j, 4], sab + suffix[j, 5], ref_a, ref_b)  # fmt: skip
+                older = (suffix[j, 0], suffix[j, 1], suffix[j, 2], suffix[j, 3], suffix[j, 4], suffix[j, 5])
+                out[i] = _r(sums, older, ref_a, ref_b)
             i += 1
 
 
@@ -243,30 +244,37 @@ def _pair(a, b, lag, row):
 
 @njit
 def _sums(a, b, lag, paired, first, end, ref_a, ref_b):
-    """The sums (n, Σa, Σb, Σa², Σb², Σab) of the deviations from (ref_a, ref_b) of the pairs of rows first..end − 1."""
-    n = sa = sb = saa = sbb = sab = 0.0
+    """The sums of the pairs of rows first..end − 1, as deviations from (ref_a, ref_b)."""
+    sums = _NO_PAIRS
     for i in range(first, end):
         if paired[i]:
-            da, db = a[i - lag] - ref_a, b[i] - ref_b
-            n, sa, sb, saa, sbb, sab = n + 1.0, sa + da, sb + db, saa + da * da, sbb + db * db, sab + da * db
-    return n, sa, sb, saa, sbb, sab
+            sums = _add_pair(sums, a[i - lag] - ref_a, b[i] - ref_b)
+    return sums
 
 
 @njit
 def _suffix_sums(a, b, lag, paired, oldest, end, ref_a, ref_b, suffix):
     """suffix[j] = the sums of the pairs of rows j..end − 1 (as ``_sums``), for j from oldest to end."""
-    n = sa = sb = saa = sbb = sab = 0.0
+    sums = _NO_PAIRS
     suffix[end] = 0.0
     for j in range(end - 1, oldest - 1, -1):
         if paired[j]:
-            da, db = a[j - lag] - ref_a, b[j] - ref_b
-            n, sa, sb, saa, sbb, sab = n + 1.0, sa + da, sb + db, saa + da * da, sbb + db * db, sab + da * db
-        suffix[j, 0], suffix[j, 1], suffix[j, 2], suffix[j, 3], suffix[j, 4], suffix[j, 5] = n, sa, sb, saa, sbb, sab
+            sums = _add_pair(sums, a[j - lag] - ref_a, b[j] - ref_b)
+        suffix[j, 0], suffix[j, 1], suffix[j, 2], suffix[j, 3], suffix[j, 4], suffix[j, 5] = sums
 
 
 @njit
-def _r(n, sa, sb, saa, sbb, sab, ref_a, ref_b):
-    """Pearson's r from a window's sums of deviations from (ref_a, ref_b)."""
+def _add_pair(sums, da, db):
+    """sums (n, Σa, Σb, Σa², Σb², Σab) with the pair of deviations (da, db) added."""
+    n, sa, sb, saa, sbb, sab = sums
+    return n + 1.0, sa + da, sb + db, saa + da * da, sbb + db * db, sab + da * db
+
+
+@njit
+def _r(sums, older, ref_a, ref_b):
+    """Pearson's r from a window's sums of deviations from (ref_a, ref_b), in two parts."""
+    n, sa, sb = sums[0] + older[0], sums[1] + older[1], sums[2] + older[2]
+    saa, sbb, sab = sums[3] + older[3], sums[4] + older[4], sums[5] + older[5]
     if n < MIN_SAMPLES:
         return np.nan
     cov, var_a, var_b = n * sab - sa * sb, n * saa - sa * sa, n * sbb - sb * sb

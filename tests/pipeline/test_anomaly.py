@@ -18,6 +18,7 @@ from amoskys.pipeline.features import ANOMALY
 from amoskys.pipeline.outlier_scores import _BLOCK, Forest, Lof, median_mad_scale
 from amoskys.pipeline.source import simulated
 from amoskys.pipeline.split import split_by_time
+from amoskys.pipeline.windowed import pearson, permutation_entropy
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CPU = "cpu_busy_pct"
@@ -387,7 +388,8 @@ def direct_entropy(x: np.ndarray, k: int, ts: np.ndarray, lo: int, i: int) -> fl
     y = {j: np.mean(x[j - k + 1 : j + 1]) for j in range(lo + k - 1, i + 1)}
     patterns = []
     for j in window_rows(ts, lo, i):
-        if j - 3 * k + 1 >= lo and ts[j] - ts[j - 3 * k + 1] < W_NS and all(np.isfinite([y[j - 2 * k], y[j - k], y[j]])):
+        oldest = j - 3 * k + 1
+        if oldest >= lo and ts[j] - ts[oldest] < W_NS and all(np.isfinite([y[j - 2 * k], y[j - k], y[j]])):
             a, b, c = y[j - 2 * k], y[j - k], y[j]
             patterns.append((b > a, c > b, c > a))
     if len(patterns) < MIN_SAMPLES:
@@ -400,21 +402,20 @@ def exact_pearson(a: np.ndarray, b: np.ndarray, lag: int, ts: np.ndarray, lo: in
     """r over the window of row i, in exact rational arithmetic (0 for a constant side, NaN in warm-up)."""
     from fractions import Fraction
 
-    pairs = [(Fraction(a[j - lag]), Fraction(b[j])) for j in window_rows(ts, lo, i)
-             if j - lag >= lo and ts[j] - ts[j - lag] < W_NS and np.isfinite(a[j - lag]) and np.isfinite(b[j])]  # fmt: skip
+    rows = [j for j in window_rows(ts, lo, i) if j - lag >= lo and ts[j] - ts[j - lag] < W_NS]
+    pairs = [(Fraction(a[j - lag]), Fraction(b[j])) for j in rows if np.isfinite(a[j - lag]) and np.isfinite(b[j])]
     if len(pairs) < MIN_SAMPLES:
         return np.nan
     n = len(pairs)
     ma, mb = sum(p[0] for p in pairs) / n, sum(p[1] for p in pairs) / n
     va, vb = sum((p[0] - ma) ** 2 for p in pairs), sum((p[1] - mb) ** 2 for p in pairs)
-    if va <= Fraction(1e-10) * sum(p[0] ** 2 for p in pairs) or vb <= Fraction(1e-10) * sum(p[1] ** 2 for p in pairs):
+    flat = Fraction(1e-10)  # a side whose variance is at most this share of its mean square is constant
+    if va <= flat * sum(p[0] ** 2 for p in pairs) or vb <= flat * sum(p[1] ** 2 for p in pairs):
         return 0.0
     return float(np.clip(float(sum((p[0] - ma) * (p[1] - mb) for p in pairs)) / math.sqrt(float(va * vb)), -1, 1))
 
 
 def test_permutation_entropy_equals_a_direct_count_of_the_patterns():
-    from amoskys.pipeline.windowed import permutation_entropy
-
     x, _, ts, starts = windowed_series()
     scales = (1, 2, 3)
     got = permutation_entropy(x, scales, ts, starts, W_NS)
@@ -425,8 +426,6 @@ def test_permutation_entropy_equals_a_direct_count_of_the_patterns():
 
 @pytest.mark.parametrize("lag", [0, 1])
 def test_pearson_equals_exact_arithmetic_through_spikes_level_shifts_and_missing_runs(lag):
-    from amoskys.pipeline.windowed import pearson
-
     _, z, ts, starts = windowed_series()
     got = pearson(z[[1, 0]], z[[1, 1]], lag, ts, starts, W_NS)
     for p in range(2):
@@ -437,8 +436,6 @@ def test_pearson_equals_exact_arithmetic_through_spikes_level_shifts_and_missing
 
 
 def test_windowed_outputs_from_emit_from_equal_a_full_run_given_two_windows_of_history():
-    from amoskys.pipeline.windowed import pearson, permutation_entropy
-
     x, z, ts, starts = windowed_series()
     full = [permutation_entropy(x, (1, 4), ts, starts, W_NS), pearson(z, z, 1, ts, starts, W_NS)]
     for emit in (starts[:-1] + [155, 40, 200], starts[:-1] + [160, 249, 319]):
