@@ -35,6 +35,7 @@ from amoskys.pipeline.anomaly import AnomalyStage
 from amoskys.pipeline.canonical import canonical_features
 from amoskys.pipeline.cross import cross_defs
 from amoskys.pipeline.features import apply
+from amoskys.pipeline.jit import emitted_rows
 from amoskys.pipeline.packs._security_kernel import BASELINE_S, INPUTS as SECURITY_INPUTS, LONG_S, OUTPUTS, security_arrays
 from amoskys.pipeline.temporal import KEY_METRICS as TEMPORAL_METRICS, temporal_defs
 from amoskys.pipeline.temporal_kernel import NO_EWM_STATE, temporal_arrays
@@ -51,6 +52,7 @@ class StreamFeatures:
                               "pipeline.packs to detect live (the batch pipeline still computes it)")  # fmt: skip
         self.settings, self.anomaly, self.optional = settings, anomaly, optional
         self.canonical_names = [f.name for f in canonical_features(optional)]
+        self._position = {name: i for i, name in enumerate(self.canonical_names)}
         self.temporal = temporal_defs(settings)
         self.cross = cross_defs(settings)
         self.security = "security" in settings.packs
@@ -102,17 +104,16 @@ class StreamFeatures:
             self._ewm_ns = np.concatenate([self._ewm_ns, np.full(grow, NO_EWM_STATE, dtype=np.int64)])
 
     def _columns(self, values: np.ndarray, names) -> np.ndarray:
-        index = {name: i for i, name in enumerate(self.canonical_names)}
-        return values[:, [index[n] for n in names]]
+        return values[:, [self._position[n] for n in names]]
 
     def _temporal(self, hosts, new_starts, ts, values) -> pl.DataFrame:
         windows_s = self.settings.windows_seconds
         keep = _rows(max(windows_s, default=0.0), self.settings.interval_seconds)
         all_ts, all_values, starts, emit = self.recent.assemble(hosts, new_starts, ts, values, keep)
-        x = [np.ascontiguousarray(all_values[:, self.canonical_names.index(m)]) for m in TEMPORAL_METRICS]
+        x = [np.ascontiguousarray(all_values[:, self._position[m]]) for m in TEMPORAL_METRICS]
         per_metric = temporal_arrays(all_ts, x, starts, windows_s, self.settings.ewm_half_lives_seconds, emit,
                                      self._ewm[hosts], self._ewm_ns[hosts])  # fmt: skip
-        new = _emitted(starts, emit)
+        new = emitted_rows(starts, emit)
         outputs = [row[new] for metric in per_metric for row in metric]
         last = starts[1:] - 1  # each host's newest row: its EWMs carry on from there
         ewm_rows = len(self.settings.ewm_half_lives_seconds)
@@ -122,7 +123,8 @@ class StreamFeatures:
                              for d, column in zip(self.temporal, outputs)])  # fmt: skip
 
     def _security(self, hosts, new_starts, ts, values) -> pl.DataFrame:
-        base_ts, base, starts, emit = self.baseline.assemble(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))
+        new_base = self._columns(values, BASELINE_METRICS)
+        base_ts, base, starts, emit = self.baseline.assemble(hosts, new_starts, ts, new_base)
         # every other input only within the recent rows: older rows hold NaN there, which no emitted window reaches
         _, recent, recent_starts, _ = self.recent.assemble(hosts, new_starts, ts, values)
         inputs = np.full((len(base_ts), len(SECURITY_INPUTS)), np.nan)
@@ -134,8 +136,8 @@ class StreamFeatures:
             inputs[:, SECURITY_INPUTS.index(name)] = base[:, j]
         out = security_arrays(base_ts, tuple(np.ascontiguousarray(inputs[:, j]) for j in range(len(SECURITY_INPUTS))),
                               starts, emit)  # fmt: skip
-        self.baseline.append(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))
-        new = _emitted(starts, emit)
+        self.baseline.append(hosts, new_starts, ts, new_base)
+        new = emitted_rows(starts, emit)
         return pl.DataFrame([pl.Series(name, out[j, new], nan_to_null=True) for j, name in enumerate(OUTPUTS)])
 
     def _stage5(self, hosts, names: list[str], new_starts, ts, frame: pl.DataFrame) -> pl.DataFrame:
@@ -155,7 +157,3 @@ def _rows(span_s: float, step_s: float) -> int:
     """Rows of a grid of step_s within a span of span_s, both ends included."""
     return math.floor(span_s / step_s + 1e-9) + 1
 
-
-def _emitted(starts: np.ndarray, emit: np.ndarray) -> np.ndarray:
-    """The row indices from each host's emit_from to its end."""
-    return np.concatenate([np.arange(e, s) for e, s in zip(emit, starts[1:])]) if len(emit) else np.empty(0, int)

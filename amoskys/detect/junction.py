@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 
 from amoskys.detect.policy import AlertPolicy, AlertTracker, OpenAlert, Scored
@@ -51,10 +50,6 @@ class Junction:
             raise ModelError(f"model {self.model_set} needs {len(missing)} feature(s) the live stream does not "
                              f"compute ({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}): "
                              "retrain it on the current pipeline (`amoskys retrain`)")  # fmt: skip
-
-    def threat(self, rows: pl.DataFrame) -> np.ndarray:
-        """Threat scores 0-100 of feature rows, without explanations (the fast path of benchmarks)."""
-        return self.model.score_samples(rows)
 
     def judge(self, rows: pl.DataFrame) -> Verdicts:
         """Score rows (host, ts, features; in time order per host), store-ready detections and alert changes."""

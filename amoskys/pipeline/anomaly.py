@@ -51,7 +51,7 @@ import polars as pl
 
 from amoskys.errors import InputError, ModelError
 from amoskys.pipeline.features import ANOMALY, Feature, seconds
-from amoskys.pipeline.jit import segments
+from amoskys.pipeline.jit import emitted_rows, segments
 from amoskys.pipeline.outlier_scores import Forest, Lof, median_mad_scale
 from amoskys.pipeline.windowed import MIN_SAMPLES, pearson, permutation_entropy
 
@@ -139,7 +139,7 @@ class AnomalyStage:
         starts = segments(work["host"])
         windowed = self._windowed(work, starts, emit_from)
         if emit_from is not None:
-            rows = np.concatenate([np.arange(e, end) for e, end in zip(emit_from, starts[1:])] or [np.empty(0, int)])
+            rows = emitted_rows(starts, emit_from)
             frame, work, windowed = frame[rows], work[rows], windowed[rows]
         z = work.select(self._z_names()).fill_null(0.0).to_numpy()
         lof, iforest = self._scores(z)

@@ -39,6 +39,15 @@ def segments(host: pl.Series) -> np.ndarray:
     return np.append(changes, len(host)).astype(np.int64)
 
 
+def emitted_rows(starts: np.ndarray, emit_from: np.ndarray) -> np.ndarray:
+    """The row indices from each segment's emit_from to its end (what a kernel computed).
+
+    >>> emitted_rows(np.array([0, 3, 5]), np.array([1, 5])).tolist()
+    [1, 2]
+    """
+    return np.concatenate([np.arange(e, end) for e, end in zip(emit_from, starts[1:])] or [np.empty(0, np.int64)])
+
+
 def by_hosts(kernel, starts: np.ndarray, *args) -> None:
     """kernel(first, last, starts, *args) over every host segment, hosts split over a thread per core.
 
