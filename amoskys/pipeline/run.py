@@ -28,7 +28,7 @@ from amoskys.pipeline.outputs import (
 )  # fmt: skip
 from amoskys.pipeline.plots import make_plots
 from amoskys.pipeline.source import RawTelemetry, read_store, simulated
-from amoskys.pipeline.split import split_columns, train_mask
+from amoskys.pipeline.split import split_slices, train_mask
 from amoskys.pipeline.temporal import temporal_defs, temporal_features
 from amoskys.store import Store
 from amoskys.timeutil import parse_time
@@ -118,9 +118,7 @@ def compute_features(raw: RawTelemetry, config: Config, clock: StageClock) -> Fe
         # stage 5 learns from its inputs only: no need for a copy of every column
         anomaly.fit(frame.select("host", "ts", *anomaly.key_metrics).filter(is_train))
         frame = anomaly.transform(frame)  # same rows, same order: is_train still holds
-        columns = frame.get_columns()
-        del frame  # the columns list is now the only hold on them: each is freed once split
-        train, val = split_columns(columns, is_train)
+        train, val = split_slices(frame, is_train)
     return Features(canonical, train, val, [*declared, *anomaly.features()], report, anomaly)
 
 

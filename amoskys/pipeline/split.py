@@ -20,9 +20,11 @@ to cut; it goes to training (it cannot be validated against its own past).
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from amoskys.errors import InputError
+from amoskys.pipeline.jit import segments
 
 
 def split_bounds(frame: pl.DataFrame, train_fraction: float) -> pl.DataFrame:
@@ -51,18 +53,26 @@ def train_mask(frame: pl.DataFrame, train_fraction: float) -> pl.Series:
     return _marked(frame.select("host", "ts"), train_fraction)["_train"]
 
 
-def split_columns(columns: list[pl.Series], mask: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(train, validation) from a frame's columns, emptying ``columns`` as it goes.
+def split_slices(frame: pl.DataFrame, mask: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(train, validation) of frame, as views of it: no value is copied.
 
-    For a wide frame: once the caller has let go of the frame, each column is freed as
-    soon as it is split, so the split needs memory for one column more, not a second frame.
+    frame holds each host's rows together and in time order, and mask is ``train_mask``'s,
+    so each host's training rows are the first of its rows: train is a slice per host,
+    and so is validation (one chunk per host in each). Filtering a wide frame would copy
+    every value, which took longer than stage 5 itself on 1M rows.
     """
-    train, validation = [], []
-    while columns:
-        column = columns.pop(0)
-        train.append(column.filter(mask))
-        validation.append(column.filter(~mask))
-    return pl.DataFrame(train), pl.DataFrame(validation)
+    starts = segments(frame["host"])
+    is_train = mask.to_numpy()
+    same_host = np.ones(len(is_train), dtype=bool)
+    same_host[starts[:-1]] = False
+    if np.any(is_train[1:] & ~is_train[:-1] & same_host[1:]):
+        raise InputError("split_slices needs each host's rows together and in time order")
+    counted = np.concatenate([[0], np.cumsum(is_train)])
+    parts = [(start, end, counted[end] - counted[start]) for start, end in zip(starts[:-1], starts[1:])]
+    train = [frame.slice(start, n) for start, _, n in parts]
+    validation = [frame.slice(start + n, end - start - n) for start, end, n in parts]
+    return (pl.concat(train, rechunk=False) if train else frame.clear(),
+            pl.concat(validation, rechunk=False) if validation else frame.clear())  # fmt: skip
 
 
 def _marked(frame: pl.DataFrame, train_fraction: float) -> pl.DataFrame:

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from amoskys.errors import InputError
-from amoskys.pipeline.split import split_bounds, split_by_time, split_columns, train_mask
+from amoskys.pipeline.split import split_bounds, split_by_time, split_slices, train_mask
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -79,10 +79,16 @@ def test_fraction_outside_0_1_is_an_input_error(fraction):
         split_bounds(tiny(), fraction)
 
 
-def test_split_columns_gives_what_split_by_time_gives(simulated_split):
+def test_split_slices_gives_what_split_by_time_gives(simulated_split):
     frame = simulated_split.canonical
     train, validation = split_by_time(frame, 0.8)
-    columns = frame.get_columns()
-    by_columns = split_columns(columns, train_mask(frame, 0.8))
-    assert by_columns[0].equals(train) and by_columns[1].equals(validation)
-    assert columns == []  # emptied as it went
+    sliced = split_slices(frame, train_mask(frame, 0.8))
+    assert sliced[0].equals(train) and sliced[1].equals(validation)
+    assert sliced[0].n_chunks() == frame["host"].n_unique()  # views of frame: a slice per host
+
+
+def test_split_slices_refuses_rows_out_of_time_order(simulated_split):
+    frame = simulated_split.canonical
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=1).sort("host", maintain_order=True)
+    with pytest.raises(InputError, match="together and in time order"):
+        split_slices(shuffled, train_mask(shuffled, 0.8))
