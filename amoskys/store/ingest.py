@@ -111,8 +111,8 @@ def _snapshot_rows(conn, state: WriterState, prepared: PreparedWrite, agent_id: 
     for i in np.flatnonzero(~fresh & ~repeated).tolist():
         _count_stale(conn, state, int(host[i]), int(ts[i]), agent_id, prepared.result)
     last = np.append(first[1:], len(ts)) - 1  # sorted by host then time: each host's newest row
-    for h, newest_ts in zip(unique_hosts.tolist(), np.maximum(ts[last], newest[last]).tolist()):
-        state.set_newest_ts(h, agent_id, newest_ts)
+    advanced = ts[last] > newest[last]
+    _set_newest(conn, state, unique_hosts[advanced].tolist(), agent_id, ts[last][advanced].tolist())
     kept = order[fresh]
     return list(
         zip(
@@ -120,6 +120,20 @@ def _snapshot_rows(conn, state: WriterState, prepared: PreparedWrite, agent_id: 
             [packed[i] for i in kept.tolist()], repeat(envelope_id),
         )
     )  # fmt: skip
+
+
+def _set_newest(conn, state: WriterState, hosts: list[int], agent_id: int, newest: list[int]) -> None:
+    """Record each host's newer newest snapshot time (from agent_id), in memory and in the store."""
+    rows = list(zip(hosts, repeat(agent_id), newest))
+    for host, _, ts_ns in rows:
+        state.set_newest_ts(host, agent_id, ts_ns)
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        conn.execute(
+            "INSERT INTO newest_snapshots(host_id, agent_id, ts_ns) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk))
+            + " ON CONFLICT DO UPDATE SET ts_ns = excluded.ts_ns",
+            tuple(chain.from_iterable(chunk)),
+        )  # fmt: skip
 
 
 def _count_stale(conn, state: WriterState, host_id: int, ts_ns: int, agent_id: int, result: WriteResult) -> None:

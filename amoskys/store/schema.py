@@ -157,8 +157,25 @@ CREATE TABLE bus_envelopes (
 CREATE INDEX envelopes_by_agent_seq ON envelopes(agent_id, seq);
 """
 
+_V4_TIME_INDEX = """
+-- Snapshots are keyed time first: every agent reports about now, so new keys land at the
+-- index's end and a commit rewrites a few pages, where a host-first key rewrote a page
+-- per host (the bus's commits were mostly index writes). The newest snapshot time per
+-- host and agent, which ingest checks each new snapshot against, gets its own table.
+CREATE TABLE newest_snapshots (
+    host_id  INTEGER NOT NULL REFERENCES hosts(id),
+    agent_id INTEGER NOT NULL REFERENCES agents(id),
+    ts_ns    INTEGER NOT NULL,
+    PRIMARY KEY (host_id, agent_id)
+) WITHOUT ROWID;
+INSERT INTO newest_snapshots(host_id, agent_id, ts_ns)
+    SELECT host_id, agent_id, MAX(ts_ns) FROM host_metrics GROUP BY host_id, agent_id;
+DROP INDEX host_metrics_by_host_time;
+CREATE UNIQUE INDEX host_metrics_by_time ON host_metrics(ts_ns, host_id, agent_id);
+"""
+
 # MIGRATIONS[i] takes a store from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_TELEMETRY, _V2_DETECTION, _V3_BUS)
+MIGRATIONS: tuple[str, ...] = (_V1_TELEMETRY, _V2_DETECTION, _V3_BUS, _V4_TIME_INDEX)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -56,10 +56,8 @@ class WriterState:
         key = (host, agent)
         newest = self._newest.get(key)
         if newest is None:
-            row = conn.execute(
-                "SELECT MAX(ts_ns) FROM host_metrics WHERE host_id = ? AND agent_id = ?", key
-            ).fetchone()
-            newest = self._newest[key] = row[0] if row[0] is not None else 0
+            row = conn.execute("SELECT ts_ns FROM newest_snapshots WHERE host_id = ? AND agent_id = ?", key).fetchone()
+            newest = self._newest[key] = row[0] if row is not None else 0
         return newest
 
     def set_newest_ts(self, host: int, agent: int, ts_ns: int) -> None:

@@ -87,6 +87,7 @@ def test_open_upgrades_v1_and_keeps_its_data(tmp_path):
 
     assert sql(path, "PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
     assert V2_TABLES <= tables(path)
+    assert sql(path, "SELECT host_id, agent_id, ts_ns FROM newest_snapshots") == [(1, 1, T0 + 2 * SEC)]
     assert sql(path, "PRAGMA integrity_check") == [("ok",)]
     with Store.open(path) as store:  # and it stays at the current version
         assert len(store.snapshots("legacy-1")) == 3
