@@ -9,7 +9,6 @@ sorted.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from functools import lru_cache
 from itertools import chain, repeat
@@ -46,15 +45,15 @@ def commit_prepared(
     agent_id = state.agent_id(conn, prepared.agent, data_source)
     envelope_id = None
     if envelope is not None:
-        envelope_id = _insert_envelope(conn, envelope, agent_id, now_ns)
+        envelope_id = _insert_envelope(conn, envelope, prepared.checksum, agent_id, now_ns)
         if envelope_id is None:
             result = WriteResult()
             result.count("duplicate", prepared.events)
-            _count_outcomes(conn, result)
+            state.unsaved_outcomes.update(result.outcomes)
             return result
-    result = prepared.result
+    result = prepared.result.copy()  # the job may run twice (see ``writer``): prepared stays as it was
     batches = (
-        (_INSERT_SNAPSHOT, _snapshot_rows(conn, state, prepared, agent_id, envelope_id)),
+        (_INSERT_SNAPSHOT, _snapshot_rows(conn, state, prepared, result, agent_id, envelope_id)),
         (_INSERT_FLOW, _record_rows(conn, state, prepared.flows, agent_id, envelope_id)),
         (_INSERT_PROCESS, _record_rows(conn, state, prepared.processes, agent_id, envelope_id)),
     )
@@ -63,7 +62,7 @@ def commit_prepared(
             stored = insert_new_rows(conn, insert, rows)
             result.count("stored", stored)
             result.count("duplicate", len(rows) - stored)
-    _count_outcomes(conn, result)
+    state.unsaved_outcomes.update(result.outcomes)
     return result
 
 
@@ -88,52 +87,32 @@ def _multi_row_insert(insert: str, width: int, rows: int) -> str:
     return f"{insert} VALUES {','.join([row] * rows)} ON CONFLICT DO NOTHING"
 
 
-def _snapshot_rows(conn, state: WriterState, prepared: PreparedWrite, agent_id: int, envelope_id) -> list[tuple]:
+def _snapshot_rows(conn, state: WriterState, prepared: PreparedWrite, result: WriteResult, agent_id: int,
+                   envelope_id) -> list[tuple]:  # fmt: skip
     """host_metrics rows for the snapshots newer than what is stored; counts the rest."""
-    if not prepared.snapshots:
+    runs = prepared.snapshots
+    if runs is None:
         return []
-    hosts, set_ids = [], []
-    for group in prepared.snapshots:
-        ids = {name: state.host_id(conn, name) for name in set(group.hosts)}
-        hosts.extend([ids[name] for name in group.hosts])
-        set_ids.append(np.full(len(group.hosts), state.metric_set_id(conn, group.names)))
-    packed = [blob for group in prepared.snapshots for blob in group.packed]
-    host = np.array(hosts)
-    ts = np.concatenate([group.ts_ns for group in prepared.snapshots])
-    order = np.lexsort((ts, host))  # stable: of two equal snapshots, the first wins
-    host, ts = host[order], ts[order]
-    unique_hosts, first, inverse = np.unique(host, return_index=True, return_inverse=True)
-    newest = np.array([state.newest_ts(conn, h, agent_id) for h in unique_hosts.tolist()])[inverse]
-    repeated = np.zeros(len(ts), dtype=bool)
-    repeated[1:] = (host[1:] == host[:-1]) & (ts[1:] == ts[:-1])
+    lengths = np.diff(runs.starts)
+    ids = [state.host_id(conn, name) for name in runs.hosts]
+    newest_of_run = np.array([state.newest_ts(conn, host, agent_id) for host in ids])
+    host, newest = np.repeat(ids, lengths), np.repeat(newest_of_run, lengths)
+    ts, repeated = runs.ts_ns, runs.repeated
     fresh = (ts > newest) & ~repeated
-    prepared.result.count("duplicate", int(repeated.sum()))
+    result.count("duplicate", int(repeated.sum()))
     for i in np.flatnonzero(~fresh & ~repeated).tolist():
-        _count_stale(conn, state, int(host[i]), int(ts[i]), agent_id, prepared.result)
-    last = np.append(first[1:], len(ts)) - 1  # sorted by host then time: each host's newest row
-    advanced = ts[last] > newest[last]
-    _set_newest(conn, state, unique_hosts[advanced].tolist(), agent_id, ts[last][advanced].tolist())
-    kept = order[fresh]
+        _count_stale(conn, state, int(host[i]), int(ts[i]), agent_id, result)
+    last = ts[runs.starts[1:] - 1]  # each host's newest row
+    for i in np.flatnonzero(last > newest_of_run).tolist():
+        state.set_newest_ts(ids[i], agent_id, int(last[i]))
+    set_ids = np.array([state.metric_set_id(conn, names) for names in runs.sets])[runs.set_of_row]
+    kept = np.flatnonzero(fresh)
     return list(
         zip(
-            host[fresh].tolist(), ts[fresh].tolist(), repeat(agent_id), np.concatenate(set_ids)[kept].tolist(),
-            [packed[i] for i in kept.tolist()], repeat(envelope_id),
+            host[kept].tolist(), ts[kept].tolist(), repeat(agent_id), set_ids[kept].tolist(),
+            [runs.packed[i] for i in kept.tolist()], repeat(envelope_id),
         )
     )  # fmt: skip
-
-
-def _set_newest(conn, state: WriterState, hosts: list[int], agent_id: int, newest: list[int]) -> None:
-    """Record each host's newer newest snapshot time (from agent_id), in memory and in the store."""
-    rows = list(zip(hosts, repeat(agent_id), newest))
-    for host, _, ts_ns in rows:
-        state.set_newest_ts(host, agent_id, ts_ns)
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
-        conn.execute(
-            "INSERT INTO newest_snapshots(host_id, agent_id, ts_ns) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk))
-            + " ON CONFLICT DO UPDATE SET ts_ns = excluded.ts_ns",
-            tuple(chain.from_iterable(chunk)),
-        )  # fmt: skip
 
 
 def _count_stale(conn, state: WriterState, host_id: int, ts_ns: int, agent_id: int, result: WriteResult) -> None:
@@ -151,7 +130,8 @@ def _record_rows(conn, state: WriterState, records: list[tuple[str, tuple]], age
     return [(state.host_id(conn, host), agent_id, envelope_id, *row) for host, row in records]
 
 
-def _insert_envelope(conn: sqlite3.Connection, envelope: Envelope, agent_id: int, now_ns: int) -> int | None:
+def _insert_envelope(conn: sqlite3.Connection, envelope: Envelope, checksum: bytes, agent_id: int,
+                     now_ns: int) -> int | None:  # fmt: skip
     """The new envelope's row id, or None when its idempotency key is already stored."""
     cursor = conn.execute(
         "INSERT INTO envelopes(idempotency_key, agent_id, seq, ts_ns, received_ns, payload, signature, checksum) "
@@ -164,15 +144,30 @@ def _insert_envelope(conn: sqlite3.Connection, envelope: Envelope, agent_id: int
             now_ns,
             envelope.payload,
             envelope.signature,
-            hashlib.sha256(envelope.payload).digest(),
+            checksum,
         ),
     )
     return cursor.lastrowid if cursor.rowcount else None
 
 
-def _count_outcomes(conn: sqlite3.Connection, result: WriteResult) -> None:
-    conn.executemany(
-        "INSERT INTO ingest_outcomes(outcome, events) VALUES (?, ?) "
-        "ON CONFLICT(outcome) DO UPDATE SET events = events + excluded.events",
-        [(outcome, n) for outcome, n in result.outcomes.items() if n],
-    )
+def before_commit(conn: sqlite3.Connection, state: WriterState) -> None:
+    """Write what the transaction's jobs left in state: summed outcome counts and newest snapshot times.
+
+    Once per transaction rather than once per job: few statements, each a wait for the GIL under load.
+    """
+    if state.unsaved_outcomes:
+        conn.executemany(
+            "INSERT INTO ingest_outcomes(outcome, events) VALUES (?, ?) "
+            "ON CONFLICT(outcome) DO UPDATE SET events = events + excluded.events",
+            list(state.unsaved_outcomes.items()),
+        )
+    newest = [(host, agent, ts_ns) for (host, agent), ts_ns in state.unsaved_newest.items()]
+    for start in range(0, len(newest), ROWS_PER_STATEMENT):
+        chunk = newest[start : start + ROWS_PER_STATEMENT]
+        conn.execute(
+            "INSERT INTO newest_snapshots(host_id, agent_id, ts_ns) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk))
+            + " ON CONFLICT DO UPDATE SET ts_ns = excluded.ts_ns",
+            tuple(chain.from_iterable(chunk)),
+        )  # fmt: skip
+    state.unsaved_outcomes.clear()
+    state.unsaved_newest.clear()

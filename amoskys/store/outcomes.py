@@ -41,6 +41,9 @@ class WriteResult:
         if events:
             self.outcomes[outcome] += events
 
+    def copy(self) -> WriteResult:
+        return WriteResult(Counter(self.outcomes), list(self.problems))
+
     def add(self, other: WriteResult) -> None:
         """Count another write's outcomes into this one."""
         self.outcomes.update(other.outcomes)

@@ -33,15 +33,30 @@ class SnapshotGroup:
 
 
 @dataclass
+class HostRuns:
+    """A write's valid snapshots of every metric set, sorted by host then time (stably: of two
+    equal snapshots the first offered comes first), so the writer only maps ids and compares."""
+
+    hosts: list[str]  # each run's host
+    starts: np.ndarray  # run r is rows starts[r]:starts[r + 1]
+    ts_ns: np.ndarray
+    repeated: np.ndarray  # bool: same host and time as the row before
+    sets: list[tuple[str, ...]]  # the metric sets
+    set_of_row: np.ndarray  # index into sets
+    packed: list[bytes]
+
+
+@dataclass
 class PreparedWrite:
     """A write's valid events, ready for the writer, and the count of the rejected."""
 
     agent: str
     events: int  # how many events were offered, frame rows counted one by one
     result: WriteResult = field(default_factory=WriteResult)
-    snapshots: list[SnapshotGroup] = field(default_factory=list)
+    snapshots: HostRuns | None = None
     flows: list[tuple[str, tuple]] = field(default_factory=list)  # (host, row without host)
     processes: list[tuple[str, tuple]] = field(default_factory=list)
+    checksum: bytes = b""  # sha256 of the envelope's payload, when there is one
 
 
 def prepare_events(events: Iterable[Event], agent: str, now_ns: int, max_future_ns: int) -> PreparedWrite:
@@ -79,11 +94,28 @@ def prepare_events(events: Iterable[Event], agent: str, now_ns: int, max_future_
     for names, (hosts, stamps, rows) in singles.items():
         values = np.array(rows, dtype=VALUE_DTYPE).reshape(len(hosts), len(names))
         matrices.append((names, hosts, np.array(stamps, dtype=np.int64), values))
-    for matrix in matrices:
-        group = _valid_snapshots(*matrix, now_ns, max_future_ns, result)
-        if group is not None:
-            prepared.snapshots.append(group)
+    groups = [_valid_snapshots(*matrix, now_ns, max_future_ns, result) for matrix in matrices]
+    prepared.snapshots = _host_runs([group for group in groups if group is not None])
     return prepared
+
+
+def _host_runs(groups: list[SnapshotGroup]) -> HostRuns | None:
+    if not groups:
+        return None
+    codes: dict[str, int] = {}  # host -> a number, in order of appearance (sorting numbers beats strings)
+    host_code = np.array([codes.setdefault(host, len(codes)) for group in groups for host in group.hosts])
+    ts = np.concatenate([group.ts_ns for group in groups])
+    order = np.lexsort((ts, host_code))  # stable
+    host_code, ts = host_code[order], ts[order]
+    new_host = np.ones(len(ts), dtype=bool)
+    new_host[1:] = host_code[1:] != host_code[:-1]
+    repeated = ~new_host
+    repeated[1:] &= ts[1:] == ts[:-1]
+    starts = np.append(np.flatnonzero(new_host), len(ts))
+    set_of_row = np.concatenate([np.full(len(group.hosts), i) for i, group in enumerate(groups)])[order]
+    packed = [blob for group in groups for blob in group.packed]
+    return HostRuns([*codes], starts, ts, repeated, [group.names for group in groups],
+                    set_of_row, [packed[i] for i in order.tolist()])  # fmt: skip
 
 
 def _event_count(event: Event) -> int:
@@ -108,7 +140,8 @@ def _valid_snapshots(names, hosts, ts_ns, values, now_ns, max_future_ns, result)
         return None
     ok = checked.rows_in_range(values)
     ok &= (ts_ns > 0) & (ts_ns <= now_ns + max_future_ns)
-    ok &= np.fromiter(map(validate.host_id_ok, hosts), dtype=bool, count=len(hosts))
+    good_host = {host: validate.host_id_ok(host) for host in set(hosts)}  # a frame names few hosts, many times
+    ok &= np.fromiter(map(good_host.__getitem__, hosts), dtype=bool, count=len(hosts))
     for i in np.flatnonzero(~ok).tolist():
         problem = validate.check_header(hosts[i], int(ts_ns[i]), now_ns, max_future_ns)
         result.reject(problem or checked.row_problem(hosts[i], values[i]))

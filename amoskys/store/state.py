@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass
 
 
@@ -22,6 +23,9 @@ class WriterState:
         self._agents: dict[str, int] = {}
         self._metric_sets: dict[tuple[str, ...], int] = {}
         self._newest: dict[tuple[int, int], int] = {}
+        # What the transaction's jobs left to write once, before its commit (``ingest.before_commit``).
+        self.unsaved_outcomes: Counter = Counter()
+        self.unsaved_newest: dict[tuple[int, int], int] = {}
 
     def host_id(self, conn: sqlite3.Connection, name: str) -> int:
         host = self._hosts.get(name)
@@ -61,7 +65,7 @@ class WriterState:
         return newest
 
     def set_newest_ts(self, host: int, agent: int, ts_ns: int) -> None:
-        self._newest[(host, agent)] = ts_ns
+        self._newest[(host, agent)] = self.unsaved_newest[(host, agent)] = ts_ns
 
 
 @dataclass(frozen=True)

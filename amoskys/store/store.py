@@ -19,6 +19,8 @@ time through its own connection, and sees only committed transactions.
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import sqlite3
 import struct
@@ -31,7 +33,7 @@ from typing import Iterable
 from amoskys.errors import InputError, StoreError
 from amoskys.store import schema
 from amoskys.store.checkpoint import Checkpointer
-from amoskys.store.ingest import commit_prepared
+from amoskys.store.ingest import before_commit, commit_prepared
 from amoskys.store.outcomes import WriteResult
 from amoskys.store.prepare import prepare_events
 from amoskys.store.state import WriterState
@@ -67,7 +69,8 @@ class Store:
         self.path = path
         self.max_future_ns = int(max_future_s * NS)
         self._state = WriterState()
-        self._writer = GroupCommitWriter(writer_conn, on_rollback=self._state.clear)
+        self._writer = GroupCommitWriter(writer_conn, on_rollback=self._state.clear,
+                                         before_commit=lambda conn: before_commit(conn, self._state))  # fmt: skip
         self._writer_conn = writer_conn
         writer_conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's thread does it
         self._checkpointer = Checkpointer(path)
@@ -127,6 +130,8 @@ class Store:
         """
         received_ns = now_ns()
         prepared = prepare_events(events, agent, received_ns, self.max_future_ns)
+        if envelope is not None:
+            prepared.checksum = hashlib.sha256(envelope.payload).digest()
 
         def job(conn: sqlite3.Connection) -> WriteResult:
             return commit_prepared(

@@ -1,10 +1,16 @@
 """The store's single writer: one thread, one connection, group commit.
 
 Callers submit jobs (functions of the connection). The writer takes every job waiting
-in its queue, runs them in one transaction, each inside its own savepoint so that a
-failing job undoes only itself, commits once (``synchronous=FULL``: the commit is on
-disk when it returns), and only then resolves the jobs' futures. Many small writes
-thus share one fsync, and nobody is told "done" before the data is durable.
+in its queue, runs them in one transaction, then ``before_commit`` (what the jobs left
+to write once per transaction, e.g. summed counters), commits once
+(``synchronous=FULL``: the commit is on disk when it returns), and only then resolves
+the jobs' futures. Many small writes thus share one fsync, and nobody is told "done"
+before the data is durable.
+
+A job that fails undoes the whole transaction; the jobs of that transaction then run
+again, each in its own, so that only the failing one fails. A job may therefore run
+twice: it must not change its inputs. (A savepoint per job would spare that, at the
+price of two more statements per job, each a wait for the GIL under load.)
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import queue
 import sqlite3
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from amoskys.errors import StoreError
@@ -23,10 +30,18 @@ MAX_JOBS_PER_COMMIT = 256
 _STOP = object()
 
 
+@dataclass
+class _Failed:
+    error: BaseException
+    by_job: bool  # a job raised it (rather than BEGIN or COMMIT)
+
+
 class GroupCommitWriter:
-    def __init__(self, conn: sqlite3.Connection, on_rollback: Callable[[], None], name: str = "store-writer"):
+    def __init__(self, conn: sqlite3.Connection, on_rollback: Callable[[], None],
+                 before_commit: Callable[[sqlite3.Connection], None] = lambda conn: None, name: str = "store-writer"):  # fmt: skip
         self._conn = conn
         self._on_rollback = on_rollback  # drop caches that may name rolled-back rows
+        self._before_commit = before_commit
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
@@ -67,45 +82,34 @@ class GroupCommitWriter:
                 self._commit(batch)
 
     def _commit(self, batch: list[tuple[Job, Future]]) -> None:
-        outcomes: list[tuple[Future, bool, Any]] = []
         # A future its caller cancelled before it ran is skipped (and may no longer be resolved).
         batch = [(job, future) for job, future in batch if future.set_running_or_notify_cancel()]
         if not batch:
             return
+        outcome = self._transaction([job for job, _ in batch])
+        if isinstance(outcome, _Failed) and outcome.by_job and len(batch) > 1:
+            for job, future in batch:  # each alone: only the failing job fails
+                _resolve([future], self._transaction([job]))
+            return
+        _resolve([future for _, future in batch], outcome)
+
+    def _transaction(self, jobs: list[Job]) -> list | _Failed:
+        """Run jobs in one transaction and commit it: their values, or what failed (then nothing is kept)."""
         try:
             self._conn.execute("BEGIN IMMEDIATE")
-            for job, future in batch:
-                outcomes.append((future, *self._run_job(job)))
+            values = []
+            for job in jobs:
+                try:
+                    values.append(job(self._conn))
+                except Exception as exc:  # a bug in a job must not take other jobs down with it
+                    self._abort()
+                    return _Failed(_store_error(exc), by_job=True)
+            self._before_commit(self._conn)
             self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # BEGIN, before_commit or COMMIT: every job fails with it
             self._abort()
-            error = StoreError(f"store write failed: {exc}")
-            for _, future in batch:
-                future.set_exception(error)
-            return
-        for future, ok, value in outcomes:
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-    def _run_job(self, job: Job) -> tuple[bool, Any]:
-        self._conn.execute("SAVEPOINT job")
-        try:
-            value = job(self._conn)
-        except sqlite3.Error as exc:
-            self._undo_job()
-            return False, StoreError(f"store write failed: {exc}")
-        except Exception as exc:  # a bug in a job must not take other jobs down with it
-            self._undo_job()
-            return False, exc
-        self._conn.execute("RELEASE job")
-        return True, value
-
-    def _undo_job(self) -> None:
-        self._conn.execute("ROLLBACK TO job")
-        self._conn.execute("RELEASE job")
-        self._on_rollback()
+            return _Failed(_store_error(exc), by_job=False)
+        return values
 
     def _abort(self) -> None:
         try:
@@ -113,3 +117,15 @@ class GroupCommitWriter:
         except sqlite3.Error:
             pass  # no transaction was open
         self._on_rollback()
+
+
+def _store_error(exc: Exception) -> Exception:
+    return StoreError(f"store write failed: {exc}") if isinstance(exc, sqlite3.Error) else exc
+
+
+def _resolve(futures: list[Future], outcome: list | _Failed) -> None:
+    for i, future in enumerate(futures):
+        if isinstance(outcome, _Failed):
+            future.set_exception(outcome.error)
+        else:
+            future.set_result(outcome[i])

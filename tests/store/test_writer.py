@@ -25,11 +25,15 @@ class Harness:
         conn.execute("CREATE TABLE t (v INTEGER PRIMARY KEY)")
         self.conn = conn
         self.rollbacks = 0
-        self.writer = GroupCommitWriter(conn, on_rollback=self._rolled_back)
+        self.rows_before_commit: list[int] = []  # what before_commit saw, per transaction
+        self.writer = GroupCommitWriter(conn, on_rollback=self._rolled_back, before_commit=self._before_commit)
         self._release = threading.Event()
 
     def _rolled_back(self) -> None:
         self.rollbacks += 1
+
+    def _before_commit(self, conn) -> None:
+        self.rows_before_commit.append(conn.execute("SELECT COUNT(*) FROM t").fetchone()[0])
 
     def committed(self) -> list[int]:
         """The values a separate connection sees."""
@@ -86,7 +90,7 @@ def test_failing_job_is_undone_alone_and_others_commit(harness):
 
     def observes(conn):
         conn.execute("INSERT INTO t(v) VALUES (3)")
-        seen_by_others.append(harness.committed())  # job 1's row must not be visible yet: same transaction
+        seen_by_others.append(harness.committed())
         return 3
 
     def sqlite_fails(conn):
@@ -106,9 +110,27 @@ def test_failing_job_is_undone_alone_and_others_commit(harness):
         futures[3].result(WAIT_S)
     assert futures[4].result(WAIT_S) == 5
 
-    assert seen_by_others == [[]]
+    # job 2 undid the shared transaction; then each job ran alone, in order: job 3 ran once, after job 1's commit
+    assert seen_by_others == [[1]]
     assert harness.committed() == [1, 3, 5]
-    assert harness.rollbacks == 2
+    assert harness.rollbacks == 3  # the shared transaction, then jobs 2 and 4 alone
+
+
+def test_jobs_share_one_transaction(harness):
+    held = harness.hold()
+    seen_by_others: list[list[int]] = []
+
+    def observes(conn):
+        seen_by_others.append(harness.committed())  # job 1's row must not be visible yet: same transaction
+        return "observed"
+
+    futures = [harness.writer.submit(job) for job in (insert(1), observes, insert(2))]
+    harness.release()
+    assert held.result(WAIT_S) == "held"
+    assert [f.result(WAIT_S) for f in futures] == [1, "observed", 2]
+    assert seen_by_others == [[]]
+    # before_commit ran once per transaction (the holder's, then the three jobs'), inside it
+    assert harness.rows_before_commit == [0, 2]
 
 
 def test_future_resolves_only_after_commit(harness):
