@@ -56,7 +56,7 @@ class LatencySummary:
 class Accounting:
     def __init__(self, store: Store):
         self._store = store
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered when a flush job fails before this thread lets go
         self.started = time.time()
         self.envelopes: Counter = Counter()  # (status, reason) -> envelopes since start
         self.events: Counter = Counter()  # outcome -> events since start
@@ -99,22 +99,29 @@ class Accounting:
             return Counter(self.envelopes), Counter(self.events), quantiles, self.latency.count, self.latency.sum_s
 
     def _schedule_flush(self) -> Future | None:
-        if self._flush is None:
-            try:
-                self._flush = self._store.submit_job(self._write_unsaved)
-            except StoreError:  # the store is closed: nothing more can be persisted
-                return None
-        return self._flush
+        """(Called holding the lock.) The writer job that will persist the counts piled up when it runs."""
+        if self._flush is not None:
+            return self._flush
+        # What the job took out of the unsaved counts, kept until its transaction commits: the writer
+        # may undo the transaction (another job failed) and run the job again, which writes them again.
+        taken_envelopes, taken_events = Counter(), Counter()
 
-    def _write_unsaved(self, conn) -> None:
-        """Runs in the store's writer: takes every count piled up so far and adds it to the tables."""
-        with self._lock:
-            envelopes, events = self._unsaved_envelopes, self._unsaved_events
-            self._unsaved_envelopes, self._unsaved_events, self._flush = Counter(), Counter(), None
+        def write_unsaved(conn) -> None:
+            with self._lock:
+                taken_envelopes.update(self._unsaved_envelopes)
+                taken_events.update(self._unsaved_events)
+                self._unsaved_envelopes, self._unsaved_events, self._flush = Counter(), Counter(), None
+            ledger.add_counts(conn, taken_envelopes, taken_events)
+
+        def put_back_unless_durable(future: Future) -> None:
+            if future.cancelled() or future.exception() is not None:
+                with self._lock:  # for the next job
+                    self._unsaved_envelopes.update(taken_envelopes)
+                    self._unsaved_events.update(taken_events)
+
         try:
-            ledger.add_counts(conn, envelopes, events)
-        except Exception:
-            with self._lock:  # put them back for the next job
-                self._unsaved_envelopes.update(envelopes)
-                self._unsaved_events.update(events)
-            raise
+            self._flush = self._store.submit_job(write_unsaved)
+        except StoreError:  # the store is closed: nothing more can be persisted
+            return None
+        self._flush.add_done_callback(put_back_unless_durable)
+        return self._flush
