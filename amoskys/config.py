@@ -11,6 +11,7 @@ PosixPath('data/amoskys.db')
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -96,7 +97,6 @@ class DetectConfig:
     alert_budget_per_hour: int = 6  # new alerts per host per hour; more are suppressed and counted
     micro_batch_ms: float = 20.0  # longest wait to gather events into one scoring batch
     stale_seconds: float = 30.0  # a host silent this long is marked stale (never an alarm)
-    retrain_hours: float = 0.0  # retrain on this schedule while detecting; 0: only on demand or drift
     drift_psi: float = 0.25  # population stability index of a feature above which it has drifted
 
 
@@ -139,6 +139,31 @@ def load(path: str | Path | None) -> Config:
     if env_store:
         config = replace(config, store=replace(config.store, path=Path(env_store)))
     return config
+
+
+def dump(config: Config) -> str:
+    """config as TOML that ``load`` reads back to an equal Config (every key written)."""
+    lines = []
+    for section in fields(Config):
+        value = getattr(config, section.name)
+        tables = value.items() if section.name == "packs" else [(None, vars(value))]
+        for pack, keys in tables:
+            lines.append(f"[{section.name}]" if pack is None else f"[packs.{pack}]")
+            lines += [f"{key} = {_toml_value(item)}" for key, item in keys.items()]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(key))} = {_toml_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
 
 
 def _section(name: str, make, values, path):

@@ -28,7 +28,7 @@ def test_help_lists_every_command():
 @pytest.mark.parametrize(
     "command, options",
     [
-        (["run"], ["--store", "--out", "--verbose"]),
+        (["run"], ["--store", "--baseline-seconds", "--live-seconds", "--no-attack"]),
         (["pipeline", "run"], ["--store", "--out", "--config", "--verbose"]),
         (["simulate"], ["--hosts", "--duration", "--seed", "--store", "--out", "--start", "--interval"]),
         (["store", "stats"], ["--store", "--json"]),
@@ -67,14 +67,29 @@ PIPELINE_OUTPUTS = {
 }  # fmt: skip
 
 
-def test_run_on_an_empty_store_uses_the_simulator_and_says_so(tmp_path):
+def test_pipeline_on_an_empty_store_uses_the_simulator_and_says_so(tmp_path):
     (tmp_path / "small.toml").write_text("[simulator]\nhosts = 2\nduration_seconds = 2400.0\n")
-    out = amoskys("--config", tmp_path / "small.toml", "run", "--store", tmp_path / "empty.db", "--out", tmp_path / "out")
+    out = amoskys("--config", tmp_path / "small.toml", "pipeline", "run", "--store", tmp_path / "empty.db",
+                  "--out", tmp_path / "out")  # fmt: skip
     assert "data source  simulated" in out.stdout
     assert {p.name for p in (tmp_path / "out").iterdir()} >= PIPELINE_OUTPUTS
     summary = json.loads((tmp_path / "out" / "pipeline_summary.json").read_text())
     assert summary["data_source"] == "simulated"
     assert not (tmp_path / "empty.db").exists()  # reading an empty store creates none
+
+
+def test_run_trains_on_a_baseline_scores_live_and_catches_the_loopback_attack(tmp_path):
+    """`amoskys run` (what `make run` runs) in an empty folder: the live platform end to end (about 3 min)."""
+    proc = subprocess.run([AMOSKYS, "run", "--baseline-seconds", "75", "--live-seconds", "45"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "stopped the detector, the agents and the bus" in out
+    assert "caught by alert" in out and "alerts before the attack" not in out, out
+    pipeline = tmp_path / "data" / "run" / "pipeline"
+    assert {p.name for p in pipeline.iterdir()} >= PIPELINE_OUTPUTS
+    assert json.loads((pipeline / "pipeline_summary.json").read_text())["data_source"] == "real"
+    assert (tmp_path / "data" / "run" / "amoskys.toml").is_file()  # the run's settings, for --config
 
 
 def test_pipeline_run_reads_the_store(tmp_path):

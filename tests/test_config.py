@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,16 @@ def test_pack_settings_are_passed_through_as_tables(tmp_path):
     assert loaded.packs == {"cold_chain": {"min_celsius": 2.0}}
     with pytest.raises(ConfigError, match=r"\[packs\] must hold one table per pack"):
         config.load(write(tmp_path, "[packs]\ncold_chain = 3\n"))
+
+
+def test_dump_reads_back_to_the_same_config(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(config.STORE_ENV, raising=False)
+    defaults = config.load(None)
+    changed = replace(
+        defaults,
+        agent=replace(defaults.agent, interval_seconds=1.0, name='odd "name" \\ here'),
+        packs={"healthcare": {"allowed_destinations": ["10.0.0.0/8"], "hours": {"start": 8, "end": 18}}},
+    )
+    path = write(tmp_path, config.dump(changed))
+    assert config.load(path) == changed

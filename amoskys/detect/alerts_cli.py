@@ -54,15 +54,7 @@ def run_list(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print_json([_summary(a, verdicts.get(a.id)) for a in alerts])
         return 0
-    if not alerts:
-        print("no alerts")
-        return 0
-    header = ("id", "host", "start", "end", "peak", "level", "status", "verdict")
-    rows = [(str(a.id), a.host, format_ns(a.start_ns), format_ns(a.end_ns), f"{a.peak_score:.0f}", a.level, a.status,
-             _verdict_text(verdicts.get(a.id))) for a in alerts]  # fmt: skip
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(alerts_table(alerts, verdicts))
     return 0
 
 
@@ -89,6 +81,17 @@ def run_label(args: argparse.Namespace, config: Config) -> int:
         add_feedback(store, args.id, VERDICTS[args.verdict], args.analyst, args.note)
     print(f"alert {args.id}: verdict {args.verdict} recorded")
     return 0
+
+
+def alerts_table(alerts: list[Alert], verdicts: dict[int, bool]) -> str:
+    """A line per alert: id, host, start, end, peak, level, status, verdict (or "no alerts")."""
+    if not alerts:
+        return "no alerts"
+    header = ("id", "host", "start", "end", "peak", "level", "status", "verdict")
+    rows = [(str(a.id), a.host, format_ns(a.start_ns), format_ns(a.end_ns), f"{a.peak_score:.0f}", a.level, a.status,
+             _verdict_text(verdicts.get(a.id))) for a in alerts]  # fmt: skip
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in (header, *rows))
 
 
 def render_alert(alert: Alert) -> str:

@@ -54,7 +54,7 @@ def register(commands) -> None:
     add_store_option(up)
     up.add_argument("--baseline-seconds", type=float, default=300.0, metavar="N",
                     help="telemetry to collect before training when there is no model yet (default 300)")  # fmt: skip
-    up.add_argument("--duration", type=float, metavar="SECONDS", help="stop everything after this long")
+    up.add_argument("--duration", type=float, metavar="SECONDS", help="stop everything after detecting this long")
     up.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard (there is none yet)")
     add_config_option(up)
     up.set_defaults(handler=run_up)
@@ -80,8 +80,9 @@ def load_live_model(config: Config, registry_dir: Path | None = None, ref: str |
     return LiveModel(entry.id, registry.load(entry), load_stage(data), data)
 
 
-def build_detector(config: Config, store, live: LiveModel):
-    """A ``service.Detector`` on store with the live model, checked against the features the stream computes."""
+def build_detector(config: Config, store, live: LiveModel, started_ns: int | None = None):
+    """A ``service.Detector`` on store with the live model, checked against the features the stream computes;
+    rows before started_ns (default: now) are warm-up."""
     from amoskys.detect.canonical import StreamCanonical
     from amoskys.detect.features import StreamFeatures
     from amoskys.detect.junction import Junction
@@ -92,7 +93,7 @@ def build_detector(config: Config, store, live: LiveModel):
     junction = Junction(live.model, live.entry_id, policy_of(config.detect))
     junction.check_features(features.names)
     canonical = StreamCanonical(config.pipeline.interval_seconds, config.pipeline.max_fill_seconds, features.optional)
-    return Detector(store, canonical, features, junction, stale_s=config.detect.stale_seconds)
+    return Detector(store, canonical, features, junction, stale_s=config.detect.stale_seconds, started_ns=started_ns)
 
 
 def run_detect(args: argparse.Namespace, config: Config) -> int:

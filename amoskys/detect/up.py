@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,15 @@ class Platform:
                   f"see {child.log}", flush=True)  # fmt: skip
             child.start()
 
+    def run_job(self, name: str, argv: list[str]) -> None:
+        """Run an amoskys command to its end as a child, output in LOGS/NAME.log; an error names its last line."""
+        job = self._child(name, argv)
+        job.start()
+        code = job.process.wait()
+        if code != 0:
+            lines = job.log.read_text(errors="replace").strip().splitlines() or ["(no output)"]
+            raise InputError(f"{name} failed (code {code}): {lines[-1]}; see {job.log}")
+
     def stop(self) -> None:
         for child in reversed(self.children):  # agents before the bus
             child.stop()
@@ -151,16 +161,21 @@ def _data_source(folder: Path) -> str:
     return json.loads(summary.read_text()).get("data_source", "unknown") if summary.exists() else "unknown"
 
 
-def collect_baseline_and_train(config: Config, store: Path, baseline_s: float, stop: threading.Event, platform: Platform):
-    """Wait baseline_s while the agents fill the store, then pipeline + train the live model set on it."""
+def collect_baseline_and_train(config: Config, store: Path, baseline_s: float, stop: threading.Event, platform: Platform,
+                               retrain: bool = False):  # fmt: skip
+    """Wait baseline_s while the agents fill the store, then pipeline + train the live model set on it.
+
+    The detection stack is imported first and the training runs in child processes: this
+    process then weighs during the baseline what it will weigh while detecting, so that its
+    own memory (the machine's ``mem_used_bytes``) does not jump between the two.
+    """
     from tqdm import tqdm
 
     from amoskys.detect.cli import load_live_model
-    from amoskys.models.train import train_models
-    from amoskys.pipeline.run import run_pipeline
 
-    print(f"amoskys up: no live model trained on this machine's telemetry yet: collecting a {baseline_s:g} s "
-          "baseline, then training", flush=True)  # fmt: skip
+    import_detection_stack()
+    why = "retraining" if retrain else "no live model trained on this machine's telemetry yet"
+    print(f"amoskys up: {why}: collecting a {baseline_s:g} s baseline, then training", flush=True)
     with tqdm(total=round(baseline_s), desc="baseline", unit="s", disable=None) as bar:
         started = time.monotonic()
         while not stop.wait(1.0) and (elapsed := time.monotonic() - started) < baseline_s:
@@ -168,18 +183,39 @@ def collect_baseline_and_train(config: Config, store: Path, baseline_s: float, s
             bar.update(round(elapsed) - bar.n)
     if stop.is_set():
         return None
-    pipeline = run_pipeline(config, store)
-    if pipeline.summary["data_source"] != "real":
+    out = config.pipeline.out
+    platform.run_job("pipeline", ["pipeline", "run", "--store", str(store), "--out", str(out)])
+    if _data_source(out) != "real":
         raise InputError(f"no telemetry reached {store} during the baseline; see {platform.logs}")
-    trained = train_models(pipeline.out_dir, config.detect.registry, models=LIVE_MODELS)
-    print(f"amoskys up: trained {', '.join(t.entry.id for t in trained)} on "
-          f"{pipeline.summary['rows']['train']:,} rows", flush=True)  # fmt: skip
-    return load_live_model(config)
+    platform.run_job("train", ["train", "--data", str(out), "--registry", str(config.detect.registry),
+                               "--models", ",".join(LIVE_MODELS), "--max-window", str(max_window_s(config, baseline_s))])  # fmt: skip
+    live = load_live_model(config)
+    print(f"amoskys up: trained {live.entry_id} on this machine's baseline, features with windows up to "
+          f"{max_window_s(config, baseline_s):g} s (log: {platform.logs}/train.log)", flush=True)  # fmt: skip
+    return live
+
+
+def max_window_s(config: Config, baseline_s: float) -> float:
+    """The longest feature window a model trained on a baseline of baseline_s may use: half its training span."""
+    return baseline_s * config.pipeline.train_fraction / 2
+
+
+def import_detection_stack() -> None:
+    """Load what detecting needs (Polars, scikit-learn, the compiled kernels) now rather than after the baseline."""
+    import sklearn.decomposition  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
+
+    from amoskys.pipeline import outlier_scores, temporal_kernel, windowed  # noqa: F401  (kernels load from cache)
+    from amoskys.pipeline.packs import _security_kernel  # noqa: F401
 
 
 def up(config: Config, store: Path, baseline_s: float, duration_s: float | None, config_file: str | None = None,
-       retrain: bool = False) -> dict:  # fmt: skip
-    """Run the platform until Ctrl-C, SIGTERM or duration_s; returns the detector's counts."""
+       retrain: bool = False, on_detecting: Callable[[], None] | None = None) -> dict:  # fmt: skip
+    """Run the platform until Ctrl-C, SIGTERM or duration_s of detection; returns the detector's counts.
+
+    retrain: collect a baseline and train even when a live model exists; on_detecting: called once the
+    detector starts.
+    """
     from amoskys.bus.client import BusClient
     from amoskys.detect.cli import build_detector
     from amoskys.detect.service import warmup_position
@@ -197,20 +233,27 @@ def up(config: Config, store: Path, baseline_s: float, duration_s: float | None,
               f"agents {', '.join(c.name for c in platform.children[1:])}, store {store}, logs {platform.logs}/",
               flush=True)  # fmt: skip
         live = None if retrain else live_model_trained_on_real_data(config)
+        settle_s = 0.0
         if live is None:
-            live = collect_baseline_and_train(config, store, baseline_s, stop, platform)
+            live = collect_baseline_and_train(config, store, baseline_s, stop, platform, retrain)
             if live is None:
                 return {}
+            # the windows hold the training's own load (CPU, disk) until they have moved past it
+            settle_s = max_window_s(config, baseline_s)
         if duration_s:
             timer = threading.Timer(duration_s, stop.set)
             timer.daemon = True
             timer.start()
         with Store.open(store) as opened:
-            detector = build_detector(config, opened, live)
+            detector = build_detector(config, opened, live, started_ns=time.time_ns() + int(settle_s * 1e9))
             position = warmup_position(store, detector.features.lookback_s)
-            print(f"amoskys up: detecting with {live.entry_id}; watch it with `amoskys alerts list --store {store}`"
-                  + (f" (stopping in {duration_s:g} s)" if duration_s else " (Ctrl-C stops everything)"), flush=True)
+            settling = f", scoring after {settle_s:g} s of settling" if settle_s else ""
+            print(f"amoskys up: detecting with {live.entry_id}{settling}; watch it with `amoskys alerts list "
+                  f"--store {store}`" + (f" (stopping in {duration_s:g} s)" if duration_s else " (Ctrl-C stops "
+                  "everything)"), flush=True)  # fmt: skip
             client = BusClient(f"{config.bus.host}:{config.bus.port}", config.bus.certs, config.detect.name)
+            if on_detecting is not None:
+                on_detecting()
             detector.run(client, stop, config.detect.micro_batch_ms / 1000, position,
                          on_progress=lambda _: platform.watch())  # fmt: skip
         return {"model": live.entry_id, **vars(detector.counts)}

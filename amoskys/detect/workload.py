@@ -49,7 +49,9 @@ def _spin(until: float) -> None:
 def cpu_burn(seconds: float, processes: int | None = None) -> None:
     """Keep processes (default: every core) busy for seconds, then return."""
     until = time.monotonic() + seconds
-    workers = [multiprocessing.Process(target=_spin, args=(until,), daemon=True) for _ in range(processes or os.cpu_count() or 1)]
+    # spawned, not forked: a fork of a process running gRPC threads (the detector's) is not safe
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=_spin, args=(until,), daemon=True) for _ in range(processes or os.cpu_count() or 1)]
     for worker in workers:
         worker.start()
     for worker in workers:

@@ -84,7 +84,9 @@ class Detector:
             y = _check_labels(self.name, y, X.height)
         normal = X if y is None else _benign_rows(self.name, X, y)
         raw = self._raw(normal)
-        self.fill_ = np.nan_to_num(np.nanmedian(raw, axis=0), nan=0.0)
+        known = ~np.isnan(raw).all(axis=0)  # a feature never present in training is filled with 0
+        self.fill_ = np.zeros(raw.shape[1])
+        self.fill_[known] = np.nanmedian(raw[:, known], axis=0)
         filled = np.where(np.isnan(raw), self.fill_, raw)
         low, q25, self.typical_median_, q75, high = np.percentile(filled, [5, 25, 50, 75, 95], axis=0)
         self.typical_range_ = np.stack([low, high], axis=1)

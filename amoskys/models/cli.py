@@ -17,6 +17,8 @@ def register(commands) -> None:
     )  # fmt: skip
     _add_data_options(train)
     train.add_argument("--models", metavar="LIST", help="comma-separated model names (default: all the data allows)")
+    train.add_argument("--max-window", type=float, metavar="SECONDS",
+                       help="leave out features whose window is longer (e.g. half of a short training span)")
     train.add_argument("--verbose", action="store_true", help="show progress even when not on a terminal")
     add_json_option(train)
     train.set_defaults(handler=train_command)
@@ -65,7 +67,7 @@ def train_command(args: argparse.Namespace, config: Config) -> int:
 
     names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
     data = args.data or config.pipeline.out
-    trained = train_models(data, args.registry, names, verbose=args.verbose)
+    trained = train_models(data, args.registry, names, verbose=args.verbose, max_window_s=args.max_window)
     if args.json:
         print_json([{"id": t.entry.id, "seconds": t.seconds, "validation": t.evaluation.as_dict()} for t in trained])
     else:

@@ -25,6 +25,7 @@ from amoskys.models.base import Detector
 from amoskys.models.evaluate import Evaluation, evaluate, format_table, settling_rows
 from amoskys.models.live import FAST_MEMBERS
 from amoskys.models.registry import Entry, Registry, default_registry
+from amoskys.pipeline.features import window_seconds
 
 TRAIN, VAL, METADATA, SUMMARY = "train_features.parquet", "val_features.parquet", "feature_metadata.json", "pipeline_summary.json"
 # Features that grow with time on every host: every validation row would sit outside the training range.
@@ -56,15 +57,22 @@ class Trained:
     seconds: float
 
 
-def load_dataset(folder: Path) -> Dataset:
-    """The pipeline outputs in folder; a clear error when something is missing."""
+def load_dataset(folder: Path, max_window_s: float | None = None) -> Dataset:
+    """The pipeline outputs in folder; a clear error when something is missing.
+
+    max_window_s: leave out the features whose declared window is longer (a window longer
+    than the training data is never full there, so it never learned its normal range).
+    """
     if missing := [name for name in (TRAIN, VAL, METADATA) if not (folder / name).is_file()]:
         raise InputError(f"{folder} is not a pipeline output folder: {', '.join(missing)} missing "
                          "(run `amoskys pipeline run --out DIR` first)")  # fmt: skip
     metadata = json.loads((folder / METADATA).read_text())
     # Rows still echoing an incident in their windows are left out of both (see ``settling_rows``).
     train, val = (_without_settling(pl.read_parquet(folder / name)) for name in (TRAIN, VAL))
-    features = [name for name in metadata["features"] if name not in TIME_TRENDING and name in train.columns]
+    declared = metadata["features"]
+    features = [name for name in declared if name not in TIME_TRENDING and name in train.columns
+                and (max_window_s is None or not declared[name]["window"]
+                     or window_seconds(declared[name]["window"]) <= max_window_s)]  # fmt: skip
     digest = hashlib.sha256()
     for name in (TRAIN, VAL):
         with open(folder / name, "rb") as data:
@@ -83,9 +91,10 @@ def default_models(dataset: Dataset) -> list[str]:
 
 
 def train_models(data_dir: Path, registry_dir: Path | None = None, models: list[str] | None = None,
-                 verbose: bool = False) -> list[Trained]:  # fmt: skip
-    """Train, evaluate and register each model; returns them in training order."""
-    dataset = load_dataset(data_dir)
+                 verbose: bool = False, max_window_s: float | None = None) -> list[Trained]:  # fmt: skip
+    """Train, evaluate and register each model (on features with windows up to max_window_s); returns them in
+    training order."""
+    dataset = load_dataset(data_dir, max_window_s)
     names = models or default_models(dataset)
     if unknown := [n for n in names if n not in available()]:
         raise InputError(f"unknown model {unknown[0]!r}; available: {', '.join(available())}")

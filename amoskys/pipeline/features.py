@@ -82,8 +82,13 @@ def apply(frame: pl.DataFrame, defs: list[FeatureDef]) -> pl.DataFrame:
 
 
 def seconds(window_s: float) -> str:
-    """A Polars duration string for a window: ``seconds(30) == "30s"``."""
+    """A Polars duration string for a window: ``seconds(30) == "30s"`` (``window_seconds`` reads it back)."""
     return f"{int(window_s * 1000)}ms" if window_s % 1 else f"{int(window_s)}s"
+
+
+def window_seconds(window: str) -> float:
+    """The seconds of a duration string ``seconds`` made: ``window_seconds("1500ms") == 1.5``."""
+    return float(window[:-2]) / 1000 if window.endswith("ms") else float(window[:-1])
 
 
 def safe_ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:

@@ -97,3 +97,16 @@ def test_train_refuses_a_folder_that_is_not_a_pipeline_output(tmp_path):
     assert proc.returncode == 1 and "is not a pipeline output folder" in proc.stderr
     proc = amoskys("train", "--data", tmp_path, "--models", "nope", ok=False)
     assert proc.returncode == 1
+
+
+def test_max_window_leaves_out_the_longer_windowed_features(trained):
+    from amoskys.models.train import load_dataset
+    from amoskys.pipeline.features import window_seconds
+
+    every = load_dataset(trained["data"])
+    short = load_dataset(trained["data"], max_window_s=60)
+    declared = json.loads((trained["data"] / "feature_metadata.json").read_text())["features"]
+    left_out = set(every.features) - set(short.features)
+    assert left_out and all(window_seconds(declared[name]["window"]) > 60 for name in left_out)
+    assert any(name.endswith("_300s") for name in left_out) and "cpu_busy_pct_mean_60s" in short.features
+    assert "lof_score" in short.features  # no window: kept
