@@ -28,6 +28,7 @@ from amoskys.config import Config, dump
 from amoskys.timeutil import NS, format_ns
 
 DEFAULT_STORE = Path("data/run/amoskys.db")
+SAMPLE_S = 1.0  # the host agent's interval and the pipeline's grid in this run
 ATTACK_AFTER_S = 20.0
 ATTACK_S = 25.0
 CAUGHT_WITHIN_S = 30.0  # an alert opening this long after the attack began counts as catching it
@@ -115,8 +116,8 @@ def run_settings(config: Config, store: Path, started_ns: int) -> Config:
         config,
         store=replace(config.store, path=store),
         bus=replace(config.bus, host="127.0.0.1", port=port, metrics_port=0),
-        agent=replace(config.agent, bus=f"127.0.0.1:{port}", interval_seconds=1.0, outbox_dir=folder / "outbox"),
-        pipeline=replace(config.pipeline, out=pipeline_out, interval_seconds=1.0, hosts=(),
+        agent=replace(config.agent, bus=f"127.0.0.1:{port}", interval_seconds=SAMPLE_S, outbox_dir=folder / "outbox"),
+        pipeline=replace(config.pipeline, out=pipeline_out, interval_seconds=SAMPLE_S, hosts=(),
                          since=format_ns(started_ns), until=""),  # fmt: skip
         detect=replace(config.detect, registry=pipeline_out / "registry", model="live"),
     )
@@ -140,11 +141,13 @@ def report(store: Path, started_ns: int, attack: Attack) -> str:
     lines = [f"alerts of this run ({store}):", alerts_table(alerts, {})]
     if not attack.start_ns:
         return "\n".join(lines)
-    before = [a for a in alerts if a.start_ns < attack.start_ns]
-    caught = [a for a in alerts if attack.start_ns <= a.start_ns <= attack.start_ns + int(CAUGHT_WITHIN_S * NS)]
+    step_ns = int(SAMPLE_S * NS)
+    first_bucket = attack.start_ns - attack.start_ns % step_ns  # a row is stamped with its bucket's start
+    before = [a for a in alerts if a.start_ns < first_bucket]
+    caught = [a for a in alerts if first_bucket <= a.start_ns <= attack.start_ns + int(CAUGHT_WITHIN_S * NS)]
     window = f"{format_ns(attack.start_ns)} .. {format_ns(attack.end_ns)}"
     if caught:
-        delay = (caught[0].start_ns - attack.start_ns) / NS
+        delay = max(caught[0].start_ns - attack.start_ns, 0) / NS
         lines.append(f"attack on loopback ({window}): caught by alert {caught[0].id}, {delay:.0f} s after it began")
     else:
         lines.append(f"attack on loopback ({window}): NOT caught within {CAUGHT_WITHIN_S:g} s")
