@@ -4,7 +4,8 @@
 
 A simulated fleet's snapshots arrive in time order, one micro-batch per 5 s grid step
 (every host's newest snapshot), through stage 1 on the stream, ``StreamFeatures`` and
-the live ensemble's threat score. Models and stage 5 are fitted first on another
+the Score Junction (the live ensemble's threat scores, explanations of the rows at the
+alert level, the alert policy). Models and stage 5 are fitted first on another
 simulated fleet. Prints events/s (and per CPU-second: the kernels use both cores), the
 state per host, and, on the same events, River's Half-Space Trees (score then learn,
 one event at a time, on the canonical metrics) as a reference. Target: 50k events/s per
@@ -22,6 +23,8 @@ import polars as pl
 from amoskys.config import Config, PipelineConfig, SimulatorConfig
 from amoskys.detect.canonical import StreamCanonical
 from amoskys.detect.features import StreamFeatures
+from amoskys.detect.junction import Junction
+from amoskys.detect.policy import policy_of
 from amoskys.models import get
 from amoskys.pipeline.run import StageClock, compute_features
 from amoskys.pipeline.source import simulated
@@ -53,11 +56,12 @@ def main() -> int:
     print(f"{len(ts):,} events: {len(hosts):,} hosts x {len(steps) + 1} steps", flush=True)
 
     canonical, features = StreamCanonical(), StreamFeatures(config, anomaly)
+    junction = Junction(model, "live", policy_of(config.detect))
     scored, started, cpu = 0, time.perf_counter(), time.process_time()
     for lo, hi in zip([0, *steps], [*steps, len(ts)]):
         rows = canonical.push(slots[lo:hi], ts[lo:hi], canonical.raw_matrix(names, values[lo:hi]))
         frame = features.push(rows, hosts)
-        scored += len(model.score_samples(frame))
+        scored += len(junction.judge(frame).detections)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     rate = len(ts) / seconds
     print(f"amoskys live: {len(ts):,} events ({scored:,} rows scored) in {seconds:.2f} s = {rate:,.0f} events/s; "

@@ -193,11 +193,12 @@ class Detector:
 
     def _raw(self, X: pl.DataFrame) -> np.ndarray:
         """X's feature columns as float64, with null and non-finite values as NaN."""
-        if missing := [f for f in self.features_ if f not in X.columns]:
+        columns = set(X.columns)  # (a new list on each access)
+        if missing := [f for f in self.features_ if f not in columns]:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise InputError(f"{self.name}: the input lacks {len(missing)} feature(s) the model needs: {shown}")
         # a copy: Polars hands out a read-only view of a single float column
-        raw = np.array(X.select(pl.col(f).cast(pl.Float64) for f in self.features_).to_numpy(), dtype=np.float64)
+        raw = np.array(X.select(self.features_).cast(pl.Float64).to_numpy(), dtype=np.float64)
         raw[~np.isfinite(raw)] = np.nan
         return raw
 

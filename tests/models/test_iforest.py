@@ -60,3 +60,9 @@ def test_a_large_but_common_value_is_not_blamed():
 def test_onnx_export_matches_native_scores(fleet_train, fleet_test, tmp_path):
     # 10 trees: skl2onnx takes seconds per 50 trees (its graph clean-up grows faster than linearly)
     assert_onnx_parity(fit(make_detector("iforest", n_estimators=10), fleet_train.frame), fleet_test.frame, tmp_path)
+
+
+def test_compiled_scores_equal_scikit_learns(fleet_train, fleet_test):
+    detector = fit(make_detector("iforest"), fleet_train.frame)
+    sklearn_scores = -detector.forest_.score_samples(detector._matrix(fleet_test.frame))
+    np.testing.assert_allclose(detector.score_samples(fleet_test.frame), sklearn_scores, rtol=1e-12)  # summed in another order
