@@ -4,10 +4,13 @@ Order of start: credentials (created on first use), the bus, the agents (host; S
 when ``snmp.targets`` is set), then the detector. The bus and the agents are child
 processes (``amoskys bus serve``, ``amoskys agent ...``) with their output in
 ``LOGS/NAME.log``; one that dies is restarted, up to ``MAX_RESTARTS`` times. The
-detector runs in this process. Without a live model trained on real telemetry, ``up``
-first collects a baseline from the running agents for ``baseline_s``, runs the
-pipeline and trains the live model set on it, saying so. Stopping stops the detector,
-then the agents, then the bus (so that what the agents flush on exit is stored).
+detector runs in this process. Without a live model trained on real telemetry (or when
+told to retrain), ``up`` first collects a baseline from the running agents for
+``baseline_s``, then runs the pipeline and trains the live model set on it, as child
+processes, on the features whose windows fit in half the training span
+(``max_window_s``); the detector then scores only once that longest window has moved
+past the training's own load (settling). Stopping stops the detector, then the agents,
+then the bus (so that what the agents flush on exit is stored).
 """
 
 from __future__ import annotations
@@ -187,11 +190,12 @@ def collect_baseline_and_train(config: Config, store: Path, baseline_s: float, s
     platform.run_job("pipeline", ["pipeline", "run", "--store", str(store), "--out", str(out)])
     if _data_source(out) != "real":
         raise InputError(f"no telemetry reached {store} during the baseline; see {platform.logs}")
+    window = max_window_s(config, baseline_s)
     platform.run_job("train", ["train", "--data", str(out), "--registry", str(config.detect.registry),
-                               "--models", ",".join(LIVE_MODELS), "--max-window", str(max_window_s(config, baseline_s))])  # fmt: skip
+                               "--models", ",".join(LIVE_MODELS), "--max-window", str(window)])  # fmt: skip
     live = load_live_model(config)
-    print(f"amoskys up: trained {live.entry_id} on this machine's baseline, features with windows up to "
-          f"{max_window_s(config, baseline_s):g} s (log: {platform.logs}/train.log)", flush=True)  # fmt: skip
+    print(f"amoskys up: trained {live.entry_id} on this machine's baseline, features with windows up to {window:g} s "
+          f"(log: {platform.logs}/train.log)", flush=True)  # fmt: skip
     return live
 
 

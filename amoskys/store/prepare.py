@@ -4,7 +4,8 @@ This part needs no database, so it runs in the caller's thread while the writer
 thread is inside SQLite (which releases the GIL): the two overlap on two cores.
 Metric snapshots, single ``HostMetrics`` or ``MetricFrame`` rows, end up as one
 matrix of values per metric set, checked and packed with numpy rather than value by
-value.
+value, then sorted by host and time (``HostRuns``) so that the writer, the store's one
+serial step, only maps host ids and compares times.
 """
 
 from __future__ import annotations

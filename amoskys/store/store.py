@@ -20,7 +20,6 @@ time through its own connection, and sees only committed transactions.
 from __future__ import annotations
 
 import hashlib
-
 import json
 import sqlite3
 import struct
