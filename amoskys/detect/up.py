@@ -5,7 +5,8 @@ when ``snmp.targets`` is set), then the detector. The bus and the agents are chi
 processes (``amoskys bus serve``, ``amoskys agent ...``) with their output in
 ``LOGS/NAME.log``; one that dies is restarted, up to ``MAX_RESTARTS`` times. The
 detector runs in this process. Without a live model trained on real telemetry (or when
-told to retrain), ``up`` first collects a baseline from the running agents for
+told to retrain), ``up`` first warms up the detection stack (``warm_up_detection``), then,
+with the agents started, collects a baseline from them for
 ``baseline_s``, then runs the pipeline and trains the live model set on it, as child
 processes, on the features whose windows fit in half the training span
 (``max_window_s``); the detector then scores only once that longest window has moved
@@ -168,15 +169,15 @@ def collect_baseline_and_train(config: Config, store: Path, baseline_s: float, s
                                retrain: bool = False):  # fmt: skip
     """Wait baseline_s while the agents fill the store, then pipeline + train the live model set on it.
 
-    The detection stack is imported first and the training runs in child processes: this
-    process then weighs during the baseline what it will weigh while detecting, so that its
-    own memory (the machine's ``mem_used_bytes``) does not jump between the two.
+    The training runs in child processes, and ``up`` warmed up the detection stack before
+    starting the agents: this process weighs during the baseline what it will weigh while
+    detecting, so that its own memory (the machine's ``mem_used_bytes``) does not jump
+    between the two (it did, by 100 MB).
     """
     from tqdm import tqdm
 
     from amoskys.detect.cli import load_live_model
 
-    import_detection_stack()
     why = "retraining" if retrain else "no live model trained on this machine's telemetry yet"
     print(f"amoskys up: {why}: collecting a {baseline_s:g} s baseline, then training", flush=True)
     with tqdm(total=round(baseline_s), desc="baseline", unit="s", disable=None) as bar:
@@ -204,13 +205,33 @@ def max_window_s(config: Config, baseline_s: float) -> float:
     return baseline_s * config.pipeline.train_fraction / 2
 
 
-def import_detection_stack() -> None:
-    """Load what detecting needs (Polars, scikit-learn, the compiled kernels) now rather than after the baseline."""
-    import sklearn.decomposition  # noqa: F401
-    import sklearn.ensemble  # noqa: F401
+def warm_up_detection() -> None:
+    """Run the detection stack once on a tiny simulated fleet: Polars, scikit-learn and the compiled kernels
+    loaded (compiled on the first run after an install), so this process weighs what it will while detecting."""
+    import numpy as np
+    import polars as pl
 
-    from amoskys.pipeline import outlier_scores, temporal_kernel, windowed  # noqa: F401  (kernels load from cache)
-    from amoskys.pipeline.packs import _security_kernel  # noqa: F401
+    from amoskys.config import SimulatorConfig
+    from amoskys.models import get
+    from amoskys.pipeline.run import StageClock, compute_features
+    from amoskys.pipeline.source import simulated
+
+    from amoskys.detect.canonical import StreamCanonical
+    from amoskys.detect.features import StreamFeatures
+
+    raw, clock = simulated(SimulatorConfig(hosts=1, duration_seconds=1800, seed=1)), StageClock(verbose=False)
+    try:
+        made = compute_features(raw, Config(), clock)
+    finally:
+        clock.close()
+    get("live").fit(made.train).assess(made.val.head(10))
+    snapshots = raw.snapshots.drop("host", "label", "incident", strict=False).head(20)
+    canonical, features = StreamCanonical(), StreamFeatures(Config(), made.anomaly)
+    names = tuple(c for c in snapshots.columns if c != "ts_ns")
+    values = snapshots.select(names).cast(pl.Float64).to_numpy()
+    rows = canonical.push(np.zeros(len(values), dtype=np.int64), snapshots["ts_ns"].to_numpy(),
+                          canonical.raw_matrix(names, values))  # fmt: skip
+    features.push(rows, ["warm-up"])
 
 
 def up(config: Config, store: Path, baseline_s: float, duration_s: float | None, config_file: str | None = None,
@@ -229,6 +250,11 @@ def up(config: Config, store: Path, baseline_s: float, duration_s: float | None,
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     ensure_credentials(config)
+    live = None if retrain else live_model_trained_on_real_data(config)
+    if live is None:  # a baseline comes: with this process at the weight it will have while detecting
+        print("amoskys up: loading the detection stack (the first run after an install compiles it: about a "
+              "minute)", flush=True)  # fmt: skip
+        warm_up_detection()
     platform = Platform(config, store, store.parent / "logs", config_file)
     try:
         platform.start_bus()
@@ -236,7 +262,6 @@ def up(config: Config, store: Path, baseline_s: float, duration_s: float | None,
         print(f"amoskys up: bus on {config.bus.host}:{config.bus.port} (metrics on :{config.bus.metrics_port}), "
               f"agents {', '.join(c.name for c in platform.children[1:])}, store {store}, logs {platform.logs}/",
               flush=True)  # fmt: skip
-        live = None if retrain else live_model_trained_on_real_data(config)
         settle_s = 0.0
         if live is None:
             live = collect_baseline_and_train(config, store, baseline_s, stop, platform, retrain)
