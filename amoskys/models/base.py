@@ -28,6 +28,8 @@ import polars as pl
 from amoskys.errors import InputError, ModelError
 from amoskys.models.calibration import TailCalibration, threat_score
 
+SCALE_FLOOR = 0.01  # a feature's scale is at least this share of its typical |value|
+
 NOT_FEATURES = frozenset({"host", "ts", "label", "incident"})
 MODEL_FILE = "model.joblib"
 
@@ -91,6 +93,9 @@ class Detector:
         low, q25, self.typical_median_, q75, high = np.percentile(filled, [5, 25, 50, 75, 95], axis=0)
         self.typical_range_ = np.stack([low, high], axis=1)
         spread = np.where(q75 > q25, q75 - q25, filled.std(axis=0))
+        # at least 1% of the typical level: a feature flat in training (a short baseline's memory) must not turn
+        # a shift of a fraction of a percent into thousands of spreads
+        spread = np.maximum(spread, SCALE_FLOOR * np.abs(self.typical_median_))
         self.center_, self.scale_ = self.typical_median_, np.where(spread > 0, spread, 1.0)
         if self.needs_labels or not self.novelty:
             self._fit(self._matrix(X), X, y)

@@ -6,8 +6,10 @@ learned. For each key metric x of a row (host h, time t):
 
 - ``robust_z``: (x − median) / scale with the median and scale of h's training rows;
   scale is 1.4826 × MAD, or 1.2533 × the mean absolute deviation when the MAD is 0 (a
-  mostly-constant metric such as a failure rate), floored at 1e-6 × max(1, |median|)
-  so a metric constant in training gives a large but finite z. A host without training
+  mostly-constant metric such as a failure rate), floored at 1% of max(1, |median|):
+  a change under 1% of a metric's level is no anomaly, however flat its training
+  (a short baseline's memory or process count), and a metric constant in training
+  gives a large but finite z. A host without training
   rows (or without values of a metric there) uses the fleet-wide training baseline.
 - ``perm_entropy_s{k}``: normalised permutation entropy (order 3) over (t − w, t]:
   each row's ordinal pattern is the rank order of three values k samples apart, after

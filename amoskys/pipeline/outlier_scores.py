@@ -26,6 +26,7 @@ import numpy as np
 
 from amoskys.pipeline.jit import by_hosts, njit
 
+SCALE_FLOOR = 0.01  # robust z's scale is at least this share of max(1, |median|) (see ``anomaly``)
 _BLOCK = 4096  # rows per block: the unit of work of a thread
 _LANES = 16  # interleaved lanes of a row's reference distances, whose minima bound its k-th nearest
 
@@ -262,7 +263,7 @@ def _median_mad_scale(first, last, starts, values, out):
             total = t
         mad = _median(finite[:n], scratch)
         scale = 1.4826 * mad if mad > 0 else 1.2533 * ((total + compensation) / n)
-        out[0, s], out[1, s], out[2, s] = median, mad, max(scale, 1e-6 * max(abs(median), 1.0))
+        out[0, s], out[1, s], out[2, s] = median, mad, max(scale, SCALE_FLOOR * max(abs(median), 1.0))
 
 
 @njit

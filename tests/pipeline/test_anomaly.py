@@ -56,11 +56,11 @@ def test_robust_z_of_a_known_series():
     assert out[f"{CPU}_robust_z"].to_list() == pytest.approx([(x - 3) / 1.4826 for x in (1, 2, 3, 4, 100)])
     # MAD 0: the mean absolute deviation (1) stands in.
     assert out["tcp_attempt_fails_per_s_robust_z"].to_list() == pytest.approx([0, 0, 0, 0, 5 / 1.2533])
-    # Constant in training: the floor, 1e-6 x |median|: large but finite.
+    # Constant in training: the floor, 1% of |median|: large but finite.
     stats = stage.fitted_statistics()["baselines"]["a"]
-    assert stats["process_count"] == {"median": 7.0, "mad": 0.0, "scale": pytest.approx(7e-6)}
+    assert stats["process_count"] == {"median": 7.0, "mad": 0.0, "scale": pytest.approx(0.07)}
     later = stage.transform(host_frame("a", 5, start_s=25, process_count=[8] * 5))["process_count_robust_z"]
-    assert later.to_list() == pytest.approx([1 / 7e-6] * 5)
+    assert later.to_list() == pytest.approx([1 / 0.07] * 5)
 
 
 def test_a_host_unseen_in_training_uses_the_fleet_baseline():
@@ -329,7 +329,7 @@ def test_median_mad_and_scale_equal_polars():
         for s, name in enumerate(("median", "mad")):
             assert np.array_equal(ours[s, j], theirs[name].to_numpy(), equal_nan=True), (column, name)
         mad, mean_ad, median = theirs["mad"].to_numpy(), theirs["mean_ad"].to_numpy(), theirs["median"].to_numpy()
-        scale = np.maximum(np.where(mad > 0, 1.4826 * mad, 1.2533 * mean_ad), 1e-6 * np.maximum(np.abs(median), 1.0))
+        scale = np.maximum(np.where(mad > 0, 1.4826 * mad, 1.2533 * mean_ad), 0.01 * np.maximum(np.abs(median), 1.0))
         assert np.allclose(ours[2, j], scale, rtol=1e-15, atol=0, equal_nan=True), column
 
 
