@@ -131,26 +131,31 @@ def free_loopback_port() -> int:
 
 
 def report(store: Path, started_ns: int, attack: Attack) -> str:
-    """This run's alerts, and whether one caught the attack."""
+    """This run's alerts, and whether the attack was caught: a row of it at the alert level with the port-scan
+    rule, inside an alert."""
     from amoskys.detect.alerts_cli import alerts_table
     from amoskys.store.alerts import read_alerts
     from amoskys.store.store import Store
 
+    step_ns = int(SAMPLE_S * NS)
+    first_bucket = attack.start_ns - attack.start_ns % step_ns  # a row is stamped with its bucket's start
     with Store.open(store, create=False) as opened:
         alerts = [a for a in read_alerts(opened) if a.start_ns >= started_ns]
+        hits = opened.reader().execute(
+            "SELECT ts_ns FROM detections WHERE ts_ns BETWEEN ? AND ? AND score >= 75 AND details LIKE '%port_scan%' "
+            "ORDER BY ts_ns", (first_bucket, attack.start_ns + int(CAUGHT_WITHIN_S * NS))).fetchall()  # fmt: skip
     lines = [f"alerts of this run ({store}):", alerts_table(alerts, {})]
     if not attack.start_ns:
         return "\n".join(lines)
-    step_ns = int(SAMPLE_S * NS)
-    first_bucket = attack.start_ns - attack.start_ns % step_ns  # a row is stamped with its bucket's start
-    before = [a for a in alerts if a.start_ns < first_bucket]
-    caught = [a for a in alerts if first_bucket <= a.start_ns <= attack.start_ns + int(CAUGHT_WITHIN_S * NS)]
     window = f"{format_ns(attack.start_ns)} .. {format_ns(attack.end_ns)}"
+    caught = [(ts, a) for (ts,) in hits for a in alerts if a.start_ns <= ts <= a.end_ns]
     if caught:
-        delay = max(caught[0].start_ns - attack.start_ns, 0) / NS
-        lines.append(f"attack on loopback ({window}): caught by alert {caught[0].id}, {delay:.0f} s after it began")
+        ts, alert = caught[0]
+        delay = max(ts - attack.start_ns, 0) / NS
+        lines.append(f"attack on loopback ({window}): caught, {delay:.0f} s after it began (port-scan rule, "
+                     f"alert {alert.id})")  # fmt: skip
     else:
         lines.append(f"attack on loopback ({window}): NOT caught within {CAUGHT_WITHIN_S:g} s")
-    if before:
+    if before := [a for a in alerts if a.start_ns < first_bucket]:
         lines.append(f"alerts before the attack: {len(before)} (false alarms, unless something else happened here)")
     return "\n".join(lines)
