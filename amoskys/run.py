@@ -18,13 +18,13 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amoskys.config import Config, dump
+from amoskys.detect.workload import closed_port, cpu_burn, loopback_scan
 from amoskys.timeutil import NS, format_ns
 
 DEFAULT_STORE = Path("data/run/amoskys.db")
@@ -60,8 +60,6 @@ class Attack:
     end_ns: int = 0
 
     def launch(self) -> None:
-        from amoskys.detect.workload import cpu_burn, loopback_scan
-
         self.start_ns = time.time_ns()
         self.end_ns = self.start_ns + int(ATTACK_S * NS)
         print(f"amoskys run: attack on loopback for {ATTACK_S:g} s: a connect scan of a closed port on 127.0.0.1 "
@@ -71,6 +69,7 @@ class Attack:
 
 
 def run_main_job(args: argparse.Namespace, config: Config) -> int:
+    from amoskys.detect.policy import policy_of
     from amoskys.detect.up import max_window_s, up
 
     store = args.store
@@ -98,7 +97,7 @@ def run_main_job(args: argparse.Namespace, config: Config) -> int:
         return 130  # stopped during the baseline
     print()
     print(f"amoskys run: {counts['scored_rows']:,} rows scored live")
-    print(report(store, started_ns, attack))
+    print(report(store, started_ns, attack, policy_of(settings.detect).floor))
     print()
     print("next:")
     print(f"  amoskys alerts list --store {store}        # then `alerts show ID`, `alerts label ID --verdict ...`")
@@ -110,7 +109,7 @@ def run_main_job(args: argparse.Namespace, config: Config) -> int:
 def run_settings(config: Config, store: Path, started_ns: int) -> Config:
     """config for this run: 1 s samples, a free loopback port, files beside store, this run's telemetry only."""
     folder = store.parent
-    port = free_loopback_port()
+    port = closed_port()  # nothing listens there now: the bus will
     pipeline_out = folder / "pipeline"
     return replace(
         config,
@@ -123,34 +122,25 @@ def run_settings(config: Config, store: Path, started_ns: int) -> Config:
     )
 
 
-def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def report(store: Path, started_ns: int, attack: Attack) -> str:
-    """This run's alerts, and whether the attack was caught: a row of it at the alert level with the port-scan
-    rule, inside an alert."""
+def report(store: Path, started_ns: int, attack: Attack, alert_score: float) -> str:
+    """This run's alerts, and whether the attack was caught: a row of it at alert_score or above with the
+    port-scan rule, inside an alert."""
     from amoskys.detect.alerts_cli import alerts_table
-    from amoskys.store.alerts import read_alerts
+    from amoskys.store.alerts import first_alerted_hit, read_alerts
     from amoskys.store.store import Store
 
     step_ns = int(SAMPLE_S * NS)
     first_bucket = attack.start_ns - attack.start_ns % step_ns  # a row is stamped with its bucket's start
     with Store.open(store, create=False) as opened:
         alerts = [a for a in read_alerts(opened) if a.start_ns >= started_ns]
-        hits = opened.reader().execute(
-            "SELECT ts_ns FROM detections WHERE ts_ns BETWEEN ? AND ? AND score >= 75 AND details LIKE '%port_scan%' "
-            "ORDER BY ts_ns", (first_bucket, attack.start_ns + int(CAUGHT_WITHIN_S * NS))).fetchall()  # fmt: skip
+        caught = first_alerted_hit(opened, "port_scan", alert_score, first_bucket,
+                                   attack.start_ns + int(CAUGHT_WITHIN_S * NS))  # fmt: skip
     lines = [f"alerts of this run ({store}):", alerts_table(alerts, {})]
     if not attack.start_ns:
         return "\n".join(lines)
     window = f"{format_ns(attack.start_ns)} .. {format_ns(attack.end_ns)}"
-    caught = [(ts, a) for (ts,) in hits for a in alerts if a.start_ns <= ts <= a.end_ns]
     if caught:
-        ts, alert = caught[0]
+        ts, alert = caught
         delay = max(ts - attack.start_ns, 0) / NS
         lines.append(f"attack on loopback ({window}): caught, {delay:.0f} s after it began (port-scan rule, "
                      f"alert {alert.id})")  # fmt: skip

@@ -212,12 +212,11 @@ def warm_up_detection() -> None:
     import polars as pl
 
     from amoskys.config import SimulatorConfig
+    from amoskys.detect.canonical import StreamCanonical
+    from amoskys.detect.features import StreamFeatures
     from amoskys.models import get
     from amoskys.pipeline.run import StageClock, compute_features
     from amoskys.pipeline.source import simulated
-
-    from amoskys.detect.canonical import StreamCanonical
-    from amoskys.detect.features import StreamFeatures
 
     raw, clock = simulated(SimulatorConfig(hosts=1, duration_seconds=1800, seed=1)), StageClock(verbose=False)
     try:

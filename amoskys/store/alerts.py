@@ -106,6 +106,19 @@ def read_alerts(store: Store, status: str | None = None) -> list[Alert]:
     return [Alert(*row[:6], details=json.loads(row[6]), id=row[7]) for row in rows]
 
 
+def first_alerted_hit(store: Store, rule: str, min_score: float, since_ns: int,
+                      until_ns: int = 2**63 - 1) -> tuple[int, Alert] | None:  # fmt: skip
+    """The first detection in [since_ns, until_ns] scoring at least min_score with rule among its rule hits that
+    an alert of its host covers: (its time, the alert); None when there is none."""
+    row = store.reader().execute(
+        "SELECT d.ts_ns, a.id FROM detections d JOIN alerts a ON a.host_id = d.host_id "
+        "AND d.ts_ns BETWEEN a.start_ns AND a.end_ns WHERE d.ts_ns BETWEEN ? AND ? AND d.score >= ? "
+        "AND EXISTS (SELECT 1 FROM json_each(d.details, '$.rules') WHERE value = ?) ORDER BY d.ts_ns, a.id LIMIT 1",
+        (since_ns, until_ns, min_score, rule),
+    ).fetchone()
+    return None if row is None else (row[0], read_alert(store, row[1]))
+
+
 def read_alert(store: Store, alert_id: int) -> Alert:
     row = store.reader().execute(
         "SELECT h.name, a.start_ns, a.end_ns, a.peak_score, a.level, a.status, a.details, a.id FROM alerts a "

@@ -16,24 +16,17 @@ import sys
 import threading
 import time
 
-from amoskys.detect.workload import cpu_burn, loopback_scan
-from amoskys.store.alerts import read_alerts
+from amoskys.detect.policy import LEVEL_FLOOR
+from amoskys.detect.workload import closed_port, cpu_burn, loopback_scan
+from amoskys.store.alerts import first_alerted_hit
 from amoskys.store.store import Store
 
 BASELINE_S = 75
 ALERT_WITHIN_S = 30
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_config(folder) -> str:
-    path, port = folder / "amoskys.toml", free_port()
+    path, port = folder / "amoskys.toml", closed_port()
     path.write_text(f"""
 [bus]
 port = {port}
@@ -65,19 +58,6 @@ def read_until(process: subprocess.Popen, marker: str, timeout_s: float) -> str:
     return seen
 
 
-def first_scan_alert(store, since_ns: int):
-    """The first stored threat level at or above high with the port-scan rule since since_ns, once an alert
-    covers it; else None."""
-    with Store.open(store, create=False) as opened:
-        row = opened.reader().execute(
-            "SELECT ts_ns FROM detections WHERE ts_ns >= ? AND score >= 75 AND details LIKE '%port_scan%' "
-            "ORDER BY ts_ns LIMIT 1", (since_ns,)).fetchone()  # fmt: skip
-        if row is None:
-            return None
-        covering = [a for a in read_alerts(opened) if a.start_ns <= row[0] <= a.end_ns]
-    return (row[0], covering[0]) if covering else None
-
-
 def test_a_loopback_attack_raises_an_alert_within_30_s(tmp_path):
     store = tmp_path / "amoskys.db"
     config = write_config(tmp_path)
@@ -93,7 +73,8 @@ def test_a_loopback_attack_raises_an_alert_within_30_s(tmp_path):
         seen = None
         while seen is None and time.monotonic() - started < ALERT_WITHIN_S:
             time.sleep(1)
-            seen = first_scan_alert(store, attack_ns)
+            with Store.open(store, create=False) as opened:
+                seen = first_alerted_hit(opened, "port_scan", LEVEL_FLOOR["high"], attack_ns)
         assert seen is not None, f"no alert on the port scan within {ALERT_WITHIN_S} s"
     finally:
         up.send_signal(signal.SIGINT)

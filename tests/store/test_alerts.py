@@ -13,6 +13,7 @@ from amoskys.store.alerts import (
     Alert,
     Detection,
     add_feedback,
+    first_alerted_hit,
     read_alerts,
     read_detections,
     read_feedback,
@@ -121,3 +122,19 @@ def test_detections_alerts_and_feedback_survive_reopen(store_path):
         assert read_detections(store, "web-1") == DETECTIONS[:3]
         assert [a.id for a in read_alerts(store, "open")] == [alert_id]
         assert read_feedback(store) == [feedback]
+
+
+def test_first_alerted_hit_needs_the_rule_the_score_and_an_alert_of_the_host(store):
+    scan = {"rules": ["port_scan"]}
+    write_detections(store, [
+        Detection("web-1", T0, "live", 95.0, "critical", scan),  # no alert covers it
+        Detection("web-1", T0 + SEC, "live", 95.0, "critical", {"rules": [], "features": [{"feature": "port_scan"}]}),
+        Detection("web-1", T0 + 2 * SEC, "live", 60.0, "medium", scan),  # below the score
+        Detection("db-1", T0 + 2 * SEC, "live", 95.0, "critical", scan),  # another host's alert does not count
+        Detection("web-1", T0 + 3 * SEC, "live", 95.0, "critical", scan),
+    ])  # fmt: skip
+    alert_id = save_alert(store, Alert("web-1", T0 + SEC, T0 + 4 * SEC, 95.0, "critical"))
+    save_alert(store, Alert("db-1", T0 + 3 * SEC, T0 + 4 * SEC, 95.0, "critical"))
+    ts_ns, alert = first_alerted_hit(store, "port_scan", 75.0, T0)
+    assert (ts_ns, alert.id) == (T0 + 3 * SEC, alert_id)
+    assert first_alerted_hit(store, "port_scan", 75.0, T0, until_ns=T0 + 2 * SEC) is None
