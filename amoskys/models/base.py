@@ -134,9 +134,12 @@ class Detector:
             return []
         return self._top_contributions(X, self._contributions(matrix, X), top_k)
 
-    def _top_contributions(self, X: pl.DataFrame, contributions: np.ndarray, top_k: int) -> list[list[Contribution]]:
-        """For each row of X, the top_k of its (rows x features) contributions, with values and typical ranges."""
-        raw, contributions = self._raw(X), np.asarray(contributions, dtype=np.float64)
+    def _top_contributions(self, X: pl.DataFrame, contributions: np.ndarray, top_k: int,
+                           raw: np.ndarray | None = None) -> list[list[Contribution]]:  # fmt: skip
+        """For each row of X, the top_k of its (rows x features) contributions, with values and typical ranges
+        (raw: X's ``_raw`` matrix, when the caller has it already)."""
+        raw = self._raw(X) if raw is None else raw
+        contributions = np.asarray(contributions, dtype=np.float64)
         order = np.argsort(-contributions, axis=1, kind="stable")[:, :top_k]
         return [
             [
@@ -209,7 +212,10 @@ class Detector:
 
     def _matrix(self, X: pl.DataFrame) -> np.ndarray:
         """X's features with missing values filled from training, robustly scaled."""
-        raw = self._raw(X)
+        return self._prepared(self._raw(X))
+
+    def _prepared(self, raw: np.ndarray) -> np.ndarray:
+        """A ``_raw`` matrix with missing values filled from training, robustly scaled."""
         return self._scaled(np.where(np.isnan(raw), self.fill_, raw))
 
     def _scaled(self, filled: np.ndarray) -> np.ndarray:

@@ -57,22 +57,29 @@ class BdhEnsemble(Detector):
     def assess(self, X: pl.DataFrame, top_k: int = 5, explain_from: float = 0.0) -> list[dict]:
         """Per row: threat score and level, each member's calibrated score, the rules that fired, and the top
         features of the rows whose threat is at least explain_from (explaining costs more than scoring)."""
-        threat, surprises, hits = self._parts(X)
+        raw, member_raws = self._raws(X)
+        surprises = self._surprises(X, member_raws)
+        threat, hits = self._threat(surprises, X)
         rows = np.flatnonzero(threat >= explain_from)
         explained = {}
         if len(rows):
             picked = X[rows]
-            contributions = self._weighted_contributions(picked, {name: s[rows] for name, s in surprises.items()})
-            explained = dict(zip(rows.tolist(), self._top_contributions(picked, contributions, top_k)))
+            contributions = self._weighted_contributions(picked, {name: s[rows] for name, s in surprises.items()},
+                                                         {name: m[rows] for name, m in member_raws.items()})  # fmt: skip
+            explained = dict(zip(rows.tolist(), self._top_contributions(picked, contributions, top_k, raw[rows])))
+        # whole columns at once: a Python call per row and member cost more than the scoring
+        members = {name: np.round(threat_score(s), 2).tolist() for name, s in surprises.items()}
+        fired = {i: [name for name, hit in hits.items() if hit[i]]
+                 for i in np.flatnonzero(np.logical_or.reduce([*hits.values(), np.zeros(X.height, dtype=bool)])).tolist()}  # fmt: skip
         return [
             {
-                "threat": round(float(threat[i]), 2),
-                "level": level(float(threat[i])),
-                "members": {name: round(float(threat_score(s[i])), 2) for name, s in surprises.items()},
-                "rules": [name for name, fired in hits.items() if fired[i]],
+                "threat": score,
+                "level": level(score_unrounded),
+                "members": {name: scores[i] for name, scores in members.items()},
+                "rules": fired.get(i, []),
                 "features": [c.as_dict() for c in explained.get(i, [])],
             }
-            for i in range(X.height)
+            for i, (score, score_unrounded) in enumerate(zip(np.round(threat, 2).tolist(), threat.tolist()))
         ]
 
     def threat_of(self, scores: np.ndarray) -> np.ndarray:
@@ -110,7 +117,7 @@ class BdhEnsemble(Detector):
             self.members_[name] = member.fit(X, y if labeled else None, features=self.features_)
         sample = calibration_sample(X)
         rows, y_sample = X.filter(pl.Series(sample)), np.asarray(y)[sample] if labeled else None
-        surprises = self._surprises(rows)
+        surprises = self._surprises(rows, self._raws(rows)[1])
         both = y_sample is not None and len(np.unique(y_sample)) == 2
         self.weights_ = _weights(surprises, y_sample if both else None)
         benign = np.ones(int(sample.sum()), dtype=bool) if y_sample is None else y_sample == 0
@@ -127,14 +134,16 @@ class BdhEnsemble(Detector):
         return self._parts(X)[0]
 
     def _contributions(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
-        return self._weighted_contributions(X, self._surprises(X))
+        member_raws = self._raws(X)[1]
+        return self._weighted_contributions(X, self._surprises(X, member_raws), member_raws)
 
-    def _weighted_contributions(self, X: pl.DataFrame, surprises: dict[str, np.ndarray]) -> np.ndarray:
+    def _weighted_contributions(self, X: pl.DataFrame, surprises: dict[str, np.ndarray],
+                                member_raws: dict[str, np.ndarray]) -> np.ndarray:  # fmt: skip
         """Each member's per-feature contributions, as shares of its row total, weighted by its surprise and weight."""
         index = {feature: j for j, feature in enumerate(self.features_)}
         out = np.zeros((X.height, len(self.features_)))
         for name, member in self.members_.items():
-            own = np.abs(member._contributions(member._matrix(X), X))
+            own = np.abs(member._contributions(member._prepared(member_raws[name]), X))
             shares = own / np.maximum(own.sum(axis=1, keepdims=True), 1e-300)
             weight = self.weights_[name] * surprises[name]
             shared = [j for j, feature in enumerate(member.features_) if feature in index]
@@ -143,9 +152,24 @@ class BdhEnsemble(Detector):
 
     def _parts(self, X: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(threat scores, each member's surprise, each rule's hits) of the rows of X."""
-        surprises = self._surprises(X)
+        surprises = self._surprises(X, self._raws(X)[1])
         threat, hits = self._threat(surprises, X)
         return threat, surprises, hits
+
+    def _raws(self, X: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """X's ``_raw`` matrix, and each member's: its columns of the ensemble's (one conversion of the frame
+        for all, the bulk of a live micro-batch's scoring), or its own where it has features the ensemble lacks."""
+        raw = self._raw(X)
+        index = {feature: j for j, feature in enumerate(self.features_)}
+        member_raws = {}
+        for name, member in self.members_.items():
+            if member.features_ == self.features_:
+                member_raws[name] = raw
+            elif all(feature in index for feature in member.features_):
+                member_raws[name] = raw[:, [index[feature] for feature in member.features_]]
+            else:
+                member_raws[name] = member._raw(X)
+        return raw, member_raws
 
     def _threat(self, surprises: dict[str, np.ndarray], X: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(threat scores, each rule's hits) from the members' surprises on the rows of X."""
@@ -155,9 +179,12 @@ class BdhEnsemble(Detector):
             threat = np.where(hits[rule.name], np.maximum(threat, rule.floor), threat)
         return threat, hits
 
-    def _surprises(self, X: pl.DataFrame) -> dict[str, np.ndarray]:
-        """Each member's score as its surprise among normal training rows (its own calibration)."""
-        return {name: member.calibration_.surprise(member.score_samples(X)) for name, member in self.members_.items()}
+    def _surprises(self, X: pl.DataFrame, member_raws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each member's score (of its ``_raw`` matrix of X) as its surprise among normal training rows."""
+        if X.height == 0:  # some members (scikit-learn's) refuse an empty matrix
+            return {name: np.empty(0) for name in self.members_}
+        return {name: member.calibration_.surprise(member._score(member._prepared(member_raws[name]), X))
+                for name, member in self.members_.items()}  # fmt: skip
 
     def _fuse(self, surprises: dict[str, np.ndarray]) -> np.ndarray:
         return weighted_median(np.stack(list(surprises.values())), np.array([self.weights_[n] for n in surprises]))

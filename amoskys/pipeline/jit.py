@@ -20,6 +20,7 @@ Conventions for a kernel (see ``temporal`` for one):
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -64,5 +65,26 @@ def by_hosts(kernel, starts: np.ndarray, *args) -> None:
     if len(cuts) == 2 or (os.cpu_count() or 1) == 1:
         kernel(0, hosts, starts, *args)
         return
-    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        list(pool.map(lambda pair: kernel(pair[0], pair[1], starts, *args), zip(cuts[:-1], cuts[1:])))
+    list(_pool().map(lambda pair: kernel(pair[0], pair[1], starts, *args), zip(cuts[:-1], cuts[1:])))
+
+
+_threads: ThreadPoolExecutor | None = None
+_threads_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool for the process: starting threads on every call cost a live micro-batch more than some kernels.
+    (Kernels never call ``by_hosts`` themselves, so sharing it cannot deadlock.)"""
+    global _threads
+    with _threads_lock:
+        if _threads is None:
+            _threads = ThreadPoolExecutor(max_workers=os.cpu_count(), thread_name_prefix="amoskys-kernel")
+        return _threads
+
+
+def _forget_pool() -> None:
+    global _threads, _threads_lock
+    _threads, _threads_lock = None, threading.Lock()  # a forked child has the pool's object but not its threads
+
+
+os.register_at_fork(after_in_child=_forget_pool)
