@@ -68,10 +68,13 @@ class StreamFeatures:
         self.lookback_s = max(windows, 2 * anomaly.window_s, BASELINE_S if self.security else 0.0) + step
         self._ewm = np.zeros((0, len(TEMPORAL_METRICS), len(settings.ewm_half_lives_seconds)))
         self._ewm_ns = np.empty(0, dtype=np.int64)
+        # each host's stage-5 baseline (median, scale per input), looked up when the host is first seen
+        self._baseline = np.full((0, 2, len(anomaly.inputs())), np.nan)
 
     def bytes_per_host(self) -> int:
         histories = [h for h in (self.recent, self.stage5, self.baseline) if h is not None]
-        return sum(h.bytes_per_host() for h in histories) + 8 * (self._ewm.shape[1] * self._ewm.shape[2] + 1)
+        return sum(h.bytes_per_host() for h in histories) + 8 * (self._ewm.shape[1] * self._ewm.shape[2] + 1
+                                                                 + self._baseline.shape[1] * self._baseline.shape[2])  # fmt: skip
 
     def push(self, rows: CanonicalRows, host_names: list[str]) -> pl.DataFrame:
         """host, ts and every feature of the new canonical rows (grouped by host, in time order per host)."""
@@ -88,7 +91,7 @@ class StreamFeatures:
             frame = apply(frame, self.cross)
             if self.security:
                 frame = frame.hstack(self._security(hosts, new_starts, ts, values))
-            frame = frame.hstack(self._stage5(hosts, [host_names[h] for h in hosts.tolist()], new_starts, ts, frame))
+            frame = frame.hstack(self._stage5(hosts, host_names, new_starts, ts, values))
             self.recent.append(hosts, new_starts, ts, values)
         else:
             frame = pl.DataFrame(schema={"host": pl.String, "ts": pl.Datetime("ns", "UTC"), **dict.fromkeys(self.names, pl.Float64)})
@@ -102,6 +105,7 @@ class StreamFeatures:
             grow = hosts - len(self._ewm_ns)
             self._ewm = np.concatenate([self._ewm, np.zeros((grow, *self._ewm.shape[1:]))])
             self._ewm_ns = np.concatenate([self._ewm_ns, np.full(grow, NO_EWM_STATE, dtype=np.int64)])
+            self._baseline = np.concatenate([self._baseline, np.full((grow, *self._baseline.shape[1:]), np.nan)])
 
     def _columns(self, values: np.ndarray, names) -> np.ndarray:
         return values[:, [self._position[n] for n in names]]
@@ -109,8 +113,8 @@ class StreamFeatures:
     def _temporal(self, hosts, new_starts, ts, values) -> pl.DataFrame:
         windows_s = self.settings.windows_seconds
         keep = _rows(max(windows_s, default=0.0), self.settings.interval_seconds)
-        all_ts, all_values, starts, emit = self.recent.assemble(hosts, new_starts, ts, values, keep)
-        x = [np.ascontiguousarray(all_values[:, self._position[m]]) for m in TEMPORAL_METRICS]
+        all_ts, metrics, starts, emit = self.recent.assemble(hosts, new_starts, ts, values, keep, TEMPORAL_METRICS)
+        x = [np.ascontiguousarray(metrics[:, j]) for j in range(len(TEMPORAL_METRICS))]
         per_metric = temporal_arrays(all_ts, x, starts, windows_s, self.settings.ewm_half_lives_seconds, emit,
                                      self._ewm[hosts], self._ewm_ns[hosts])  # fmt: skip
         new = emitted_rows(starts, emit)
@@ -126,9 +130,8 @@ class StreamFeatures:
         new_base = self._columns(values, BASELINE_METRICS)
         base_ts, base, starts, emit = self.baseline.assemble(hosts, new_starts, ts, new_base)
         # every other input only within the recent rows: older rows hold NaN there, which no emitted window reaches
-        _, recent, recent_starts, _ = self.recent.assemble(hosts, new_starts, ts, values)
+        _, recent_inputs, recent_starts, _ = self.recent.assemble(hosts, new_starts, ts, values, columns=SECURITY_INPUTS)
         inputs = np.full((len(base_ts), len(SECURITY_INPUTS)), np.nan)
-        recent_inputs = self._columns(recent, SECURITY_INPUTS)
         for i in range(len(hosts)):  # the recent rows are the newest of the baseline rows
             n = recent_starts[i + 1] - recent_starts[i]
             inputs[starts[i + 1] - n : starts[i + 1]] = recent_inputs[recent_starts[i] : recent_starts[i + 1]]
@@ -140,17 +143,15 @@ class StreamFeatures:
         new = emitted_rows(starts, emit)
         return pl.DataFrame([pl.Series(name, out[j, new], nan_to_null=True) for j, name in enumerate(OUTPUTS)])
 
-    def _stage5(self, hosts, names: list[str], new_starts, ts, frame: pl.DataFrame) -> pl.DataFrame:
-        metrics = frame.select(self.stage5.columns).to_numpy()
-        all_ts, kept, starts, emit = self.stage5.assemble(hosts, new_starts, ts, metrics)
-        # segments in the order of hosts, which sort like their slots, not their names: numbered, so they stay apart
-        history = pl.DataFrame({
-            "host": np.repeat(np.array(names, dtype=object), np.diff(starts)).tolist(),
-            "ts": pl.Series(all_ts).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"),
-        }).hstack(pl.DataFrame(kept, schema=self.stage5.columns, orient="row"))  # fmt: skip
-        self.stage5.append(hosts, new_starts, ts, metrics)
-        out = self.anomaly.transform(history, emit)
-        return out.drop("host", "ts", *self.stage5.columns)
+    def _stage5(self, hosts, host_names: list[str], new_starts, ts, values) -> pl.DataFrame:
+        inputs = self._columns(values, self.stage5.columns)
+        all_ts, kept, starts, emit = self.stage5.assemble(hosts, new_starts, ts, inputs)
+        self.stage5.append(hosts, new_starts, ts, inputs)
+        if len(unseen := hosts[np.isnan(self._baseline[hosts, 0, 0])]):
+            median, scale = self.anomaly.baselines_of([host_names[h] for h in unseen.tolist()])
+            self._baseline[unseen] = np.stack([median, scale], axis=1)
+        baseline = self._baseline[hosts]
+        return self.anomaly.transform_arrays(all_ts, kept, starts, baseline[:, 0], baseline[:, 1], emit)
 
 
 def _rows(span_s: float, step_s: float) -> int:

@@ -36,18 +36,20 @@ class History:
         return self.rows * (len(self.columns) + 1) * 8 + 16
 
     def assemble(self, hosts: np.ndarray, new_starts: np.ndarray, new_ts: np.ndarray, new_values: np.ndarray,
-                 keep: int | None = None):  # fmt: skip
+                 keep: int | None = None, columns: list[str] | None = None):  # fmt: skip
         """(ts, values, starts, emit_from): per host of hosts, up to keep (default all) of its kept rows, then its
-        new rows new_starts[i]:new_starts[i + 1] of new_ts / new_values (columns in this history's order)."""
+        new rows new_starts[i]:new_starts[i + 1] of new_ts / new_values (columns in this history's order); values
+        holds the given columns only (default all), in their order."""
         keep = self.rows if keep is None else min(keep, self.rows)
+        picked = np.array([self.columns.index(c) for c in (columns or self.columns)], dtype=np.int64)
         kept = np.minimum(self.count[hosts], keep)
         sizes = kept + np.diff(new_starts)
         starts = np.zeros(len(hosts) + 1, dtype=np.int64)
         np.cumsum(sizes, out=starts[1:])
         ts = np.empty(starts[-1], dtype=np.int64)
-        values = np.empty((starts[-1], len(self.columns)))
+        values = np.empty((starts[-1], len(picked)))
         _assemble(hosts, kept, starts, new_starts, new_ts, new_values, self.ts, self.values, self.head, self.rows,
-                  ts, values)  # fmt: skip
+                  picked, ts, values)  # fmt: skip
         return ts, values, starts, starts[:-1] + kept
 
     def append(self, hosts: np.ndarray, new_starts: np.ndarray, new_ts: np.ndarray, new_values: np.ndarray) -> None:
@@ -55,17 +57,20 @@ class History:
 
 
 @njit
-def _assemble(hosts, kept, starts, new_starts, new_ts, new_values, ring_ts, ring_values, head, rows, ts, values):
+def _assemble(hosts, kept, starts, new_starts, new_ts, new_values, ring_ts, ring_values, head, rows, picked, ts,
+              values):  # fmt: skip
     for i in range(len(hosts)):
         h, out = hosts[i], starts[i]
         for j in range(kept[i]):  # oldest first
             slot = (head[h] - kept[i] + j) % rows
             ts[out] = ring_ts[h, slot]
-            values[out] = ring_values[h, slot]
+            for c in range(len(picked)):
+                values[out, c] = ring_values[h, slot, picked[c]]
             out += 1
         for r in range(new_starts[i], new_starts[i + 1]):
             ts[out] = new_ts[r]
-            values[out] = new_values[r]
+            for c in range(len(picked)):
+                values[out, c] = new_values[r, picked[c]]
             out += 1
 
 

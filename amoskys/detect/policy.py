@@ -107,7 +107,8 @@ class AlertTracker:
         self._hosts: dict[str, _HostState] = {}
 
     def observe(self, row: Scored) -> list[OpenAlert]:
-        state = self._hosts.setdefault(row.host, _HostState())
+        if (state := self._hosts.get(row.host)) is None:  # (not setdefault: building a state per row was costly)
+            state = self._hosts[row.host] = _HostState()
         if state.last_ns is not None and row.ts_ns <= state.last_ns:
             return []  # a clock jump backwards or a repeat: the caller counts it
         changed = self._close_if_quiet(state, row.ts_ns)

@@ -18,8 +18,8 @@ to ``c(psi) - E[h(x)]``, the quantity the score is a monotone function of; the f
 that isolate a row get the largest shares. This is not "largest raw values": a feature
 far from its median but never used to cut the row off earns nothing.
 
-The walk is vectorised over rows: per tree, every row takes one step down per
-iteration, so the loop runs trees x depth (about log2(psi)) times.
+The walk is compiled (``_attribute``): each row down each tree, over the trees' nodes
+laid out as flat arrays (``flat_trees``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import polars as pl
 from sklearn.ensemble import IsolationForest
 
 from amoskys.models.base import Detector
+from amoskys.pipeline.jit import njit
 from amoskys.pipeline.outlier_scores import Forest
 
 LEAF = -1  # sklearn's children_left for a leaf
@@ -47,28 +48,47 @@ def average_path_length(n_rows: np.ndarray) -> np.ndarray:
     return np.where(n <= 1, 0.0, np.where(n == 2, 1.0, longer))
 
 
-def path_length_attribution(forest: IsolationForest, matrix: np.ndarray) -> np.ndarray:
-    """(rows, features): each feature's share of how much sooner than expected the forest isolates each row."""
-    n_rows, n_features = matrix.shape
-    rows = np.arange(n_rows)
+def path_length_attribution(forest: IsolationForest, matrix: np.ndarray, trees: tuple | None = None) -> np.ndarray:
+    """(rows, features): each feature's share of how much sooner than expected the forest isolates each row
+    (trees: ``flat_trees(forest)``, when the caller keeps them)."""
+    trees = flat_trees(forest) if trees is None else trees
     values = matrix.astype(np.float32).astype(np.float64)  # sklearn's trees compare float32 values
-    credit = np.zeros((n_rows, n_features))
-    for estimator, tree_features in zip(forest.estimators_, forest.estimators_features_, strict=True):
-        tree = estimator.tree_
+    credit = np.zeros(matrix.shape)
+    _attribute(values, *trees, credit)
+    return credit / len(forest.estimators_)
+
+
+def flat_trees(forest: IsolationForest) -> tuple[np.ndarray, ...]:
+    """(roots, left, right, feature, threshold, expected) of every tree, nodes numbered one tree after the
+    other: children (``LEAF`` at a leaf), the split's column, its threshold, and c(rows at the node)."""
+    n_features = forest.n_features_in_
+    trees = [estimator.tree_ for estimator in forest.estimators_]
+    offsets = np.cumsum([0] + [tree.node_count for tree in trees])
+    left, right = np.full(offsets[-1], LEAF, dtype=np.int64), np.full(offsets[-1], LEAF, dtype=np.int64)
+    feature, threshold, expected = np.zeros(offsets[-1], dtype=np.int64), np.zeros(offsets[-1]), np.zeros(offsets[-1])
+    for tree, tree_features, offset in zip(trees, forest.estimators_features_, offsets, strict=False):
         # sklearn feeds a tree the subset of its features only when that subset is a strict one
         columns = tree_features if len(tree_features) < n_features else np.arange(n_features)
-        expected = average_path_length(tree.n_node_samples)
-        node = np.zeros(n_rows, dtype=np.intp)
-        walking = tree.children_left[node] != LEAF
-        while walking.any():
-            at, here = rows[walking], node[walking]
-            column = columns[tree.feature[here]]
-            go_left = values[at, column] <= tree.threshold[here]
-            child = np.where(go_left, tree.children_left[here], tree.children_right[here])
-            credit[at, column] += expected[here] - 1.0 - expected[child]  # one (row, column) pair per row: no clash
-            node[at] = child
-            walking = tree.children_left[node] != LEAF
-    return credit / len(forest.estimators_)
+        nodes = slice(offset, offset + tree.node_count)
+        split = tree.children_left != LEAF
+        left[nodes] = np.where(split, tree.children_left + offset, LEAF)
+        right[nodes] = np.where(split, tree.children_right + offset, LEAF)
+        feature[nodes] = np.where(split, columns[np.maximum(tree.feature, 0)], 0)
+        threshold[nodes], expected[nodes] = tree.threshold, average_path_length(tree.n_node_samples)
+    return offsets[:-1].astype(np.int64), left, right, feature, threshold, expected
+
+
+@njit
+def _attribute(values, roots, left, right, feature, threshold, expected, credit):
+    """Each row's walk down each tree, crediting every split's path shortening to its column."""
+    for i in range(values.shape[0]):
+        for t in range(len(roots)):
+            node = roots[t]
+            while left[node] != LEAF:
+                column = feature[node]
+                child = left[node] if values[i, column] <= threshold[node] else right[node]
+                credit[i, column] += expected[node] - 1.0 - expected[child]
+                node = child
 
 
 class IsolationForestDetector(Detector):
@@ -94,7 +114,9 @@ class IsolationForestDetector(Detector):
         return self.compiled_.score(np.ascontiguousarray(matrix, dtype=np.float64))
 
     def _contributions(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
-        return path_length_attribution(self.forest_, matrix)
+        if not hasattr(self, "flat_trees_"):  # (as compiled_)
+            self.flat_trees_ = flat_trees(self.forest_)
+        return path_length_attribution(self.forest_, matrix, self.flat_trees_)
 
     def export_onnx(self, path: Path) -> Path:
         """Write the score function (scaled float32 matrix in, score out) to path, with skl2onnx."""

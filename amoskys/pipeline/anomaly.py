@@ -53,7 +53,7 @@ import polars as pl
 
 from amoskys.errors import InputError, ModelError
 from amoskys.pipeline.features import ANOMALY, Feature, seconds
-from amoskys.pipeline.jit import emitted_rows, segments
+from amoskys.pipeline.jit import emitted_rows, njit, segments
 from amoskys.pipeline.outlier_scores import Forest, Lof, median_mad_scale
 from amoskys.pipeline.windowed import MIN_SAMPLES, pearson, permutation_entropy
 
@@ -119,7 +119,7 @@ class AnomalyStage:
         size = min(self.reference_rows, train.height)
         sample = np.sort(np.random.default_rng(self.seed).choice(train.height, size, replace=False))
         # z is computed row by row, so scaling only the sampled rows gives the same reference.
-        self.reference_ = self._scaled(train[sample]).select(self._z_names()).fill_null(0.0).to_numpy(order="c")
+        self.reference_ = self._robust_z_of(train[sample])
         self.lof_ = Lof(self.reference_, min(self.lof_neighbors, size - 1))
         # (n_jobs: trees built on a thread per core; their seeds are drawn first, so they do not depend on it)
         self.iforest_ = IsolationForest(n_estimators=50, max_samples=min(256, size), random_state=self.seed,
@@ -137,18 +137,46 @@ class AnomalyStage:
         self._check_fitted()
         _require(frame, self.inputs())
         _check_sorted(frame)
-        work = self._scaled(frame)
-        starts = segments(work["host"])
-        windowed = self._windowed(work, starts, emit_from)
+        starts = segments(frame["host"])
+        median, scale = self.baselines_of(frame["host"].gather(starts[:-1]).to_list())
+        inputs = frame.select(pl.col(self.inputs()).cast(pl.Float64)).to_numpy()  # null as NaN
+        columns = self.transform_arrays(frame["ts"].dt.epoch("ns").to_numpy(), inputs, starts, median, scale, emit_from)
         if emit_from is not None:
-            rows = emitted_rows(starts, emit_from)
-            frame, work, windowed = frame[rows], work[rows], windowed[rows]
-        z = work.select(self._z_names()).fill_null(0.0).to_numpy()
-        lof, iforest = self._scores(z)
-        columns = {f"{m}_robust_z": work[f"{m}:z"] for m in self.key_metrics}
-        columns |= windowed.to_dict()
-        columns |= {"lof_score": pl.Series(lof), "iforest_score": pl.Series(iforest)}
-        return frame.hstack([columns[f.name].cast(pl.Float64).alias(f.name) for f in self.features()])
+            frame = frame[emitted_rows(starts, emit_from)]
+        return frame.hstack(columns)
+
+    def transform_arrays(self, ts_ns: np.ndarray, inputs: np.ndarray, starts: np.ndarray, median: np.ndarray,
+                         scale: np.ndarray, emit_from: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
+        """The declared stage-5 columns of rows given as arrays: what ``transform`` adds, and what a live
+        detector computes from each host's kept rows (no frame of them to build).
+
+        ts_ns: int64, per host segment ``starts[s]:starts[s + 1]`` in time order; inputs: (rows, ``inputs()``),
+        NaN where missing; median, scale: (segments, ``inputs()``), each segment's baseline (``baselines_of``).
+        """
+        z, cpu_net = _robust_z(np.ascontiguousarray(inputs, dtype=np.float64), starts, median, scale,
+                               self._input_index(CPU), np.array([self._input_index(n) for n in NET]))  # fmt: skip
+        key = [self._input_index(m) for m in self.key_metrics]
+        windowed = self._windowed(ts_ns, inputs[:, key].T, z[:, key].T, cpu_net, starts, emit_from)
+        z = z[:, key] if emit_from is None else z[emitted_rows(starts, emit_from)][:, key]
+        lof, iforest = self._scores(np.where(np.isnan(z), 0.0, z))  # a missing metric counts as typical
+        columns = {f"{m}_robust_z": pl.Series(z[:, j], nan_to_null=True) for j, m in enumerate(self.key_metrics)}
+        columns |= windowed | {"lof_score": pl.Series(lof), "iforest_score": pl.Series(iforest)}
+        return pl.DataFrame([columns[f.name].cast(pl.Float64).alias(f.name) for f in self.features()])
+
+    def baselines_of(self, hosts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(median, scale): (hosts, ``inputs()``) arrays of each host's training baseline, the fleet's for a host
+        unseen in training."""
+        fleet = self.fleet_baseline_.row(0, named=True)
+        rows = pl.DataFrame({"host": hosts}, schema={"host": pl.String}).join(
+            self.baselines_, on="host", how="left", maintain_order="left"
+        )
+
+        def stat(name: str) -> np.ndarray:
+            columns = [f"{m}:{name}" for m in self.inputs()]
+            filled = rows.select(pl.col(c).fill_null(fleet[c]).cast(pl.Float64) for c in columns)
+            return np.ascontiguousarray(filled.to_numpy().reshape(len(hosts), len(columns)))
+
+        return stat("median"), stat("scale")
 
     def fitted_statistics(self) -> dict:
         """What fit learned, as plain JSON-ready values, for ``feature_metadata.json``."""
@@ -182,42 +210,57 @@ class AnomalyStage:
         """The key metrics plus the ones the CPU/network correlation needs, each once."""
         return list(dict.fromkeys((*self.key_metrics, CPU, *NET)))
 
-    def _z_names(self) -> list[str]:
-        return [f"{m}:z" for m in self.key_metrics]
+    def _input_index(self, metric: str) -> int:
+        return self.inputs().index(metric)
 
-    def _scaled(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """host, ts, each metric, its baseline ``:median``/``:scale`` and robust ``:z``, in frame order."""
-        fleet = self.fleet_baseline_.row(0, named=True)
-        base = [f"{m}:{s}" for m in self.inputs() for s in ("median", "scale")]
-        work = frame.select("host", "ts", *self.inputs()).join(
-            self.baselines_.select("host", *base), on="host", how="left", maintain_order="left"
-        )
-        work = work.with_columns(pl.col(c).fill_null(fleet[c]) for c in base)
-        z = [(pl.col(m) - pl.col(f"{m}:median")) / pl.col(f"{m}:scale") for m in self.inputs()]
-        # A non-finite input (stage 1 never passes one) counts as missing, so no output is NaN or infinite.
-        return work.with_columns(pl.when(v.is_finite()).then(v).alias(f"{m}:z") for m, v in zip(self.inputs(), z))
+    def _robust_z_of(self, rows: pl.DataFrame) -> np.ndarray:
+        """The key metrics' robust z of rows (any order, 0 where missing), as a C-ordered matrix."""
+        median, scale = self.baselines_of(rows["host"].to_list())
+        inputs = rows.select(pl.col(self.inputs()).cast(pl.Float64)).to_numpy()
+        z, _ = _robust_z(np.ascontiguousarray(inputs), np.arange(rows.height + 1), median, scale,
+                         self._input_index(CPU), np.array([self._input_index(n) for n in NET]))  # fmt: skip
+        z = z[:, [self._input_index(m) for m in self.key_metrics]]
+        return np.ascontiguousarray(np.where(np.isnan(z), 0.0, z))
 
-    def _windowed(self, work: pl.DataFrame, starts: np.ndarray, emit_from: np.ndarray | None) -> pl.DataFrame:
-        """The entropy and correlation columns (see ``windowed``), null before emit_from."""
+    def _windowed(self, ts_ns: np.ndarray, values: np.ndarray, z: np.ndarray, cpu_net: np.ndarray, starts: np.ndarray,
+                  emit_from: np.ndarray | None) -> dict[str, pl.Series]:  # fmt: skip
+        """The entropy and correlation columns (see ``windowed``) of the rows from emit_from on; values, z: one
+        row per key metric; cpu_net: the CPU's z and the network's (rows of 2)."""
         w, window_ns = seconds(self.window_s), int(round(self.window_s * 1e9))
-        ts_ns = work["ts"].dt.epoch("ns").to_numpy()
-        # Arrays with one row per series (transposed from Polars' column-major matrices), null as NaN.
-        values = work.select(pl.col(self.key_metrics).cast(pl.Float64)).to_numpy().T
-        z = work.select(self._z_names()).to_numpy().T
-        net = (pl.sum_horizontal(pl.col(f"{n}:z") * pl.col(f"{n}:scale") for n in NET)
-               / pl.sum_horizontal(pl.col(f"{n}:scale") for n in NET))  # fmt: skip
-        cpu_net = work.select(pl.col(f"{CPU}:z"), net).to_numpy().T
+        ts_ns = np.ascontiguousarray(ts_ns, dtype=np.int64)
         entropy = permutation_entropy(values, self.entropy_scales, ts_ns, starts, window_ns, emit_from)
         autocorr = pearson(z, z, 1, ts_ns, starts, window_ns, emit_from)  # pairs (previous sample, sample)
         cpu_net_corr = pearson(cpu_net[:1], cpu_net[1:], 0, ts_ns, starts, window_ns, emit_from)
         names = [f"{m}_perm_entropy_s{k}_{w}" for m in self.key_metrics for k in self.entropy_scales]
         names += [f"{m}_autocorr_{w}" for m in self.key_metrics] + [f"cpu_net_corr_{w}"]
+        rows = slice(None) if emit_from is None else emitted_rows(starts, emit_from)
         columns = [*entropy, *autocorr, *cpu_net_corr]
-        return pl.DataFrame([pl.Series(name, column, nan_to_null=True) for name, column in zip(names, columns)])
+        return {name: pl.Series(name, column[rows], nan_to_null=True) for name, column in zip(names, columns)}
 
     def _scores(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lof, iforest) of each row of z; sklearn's scores negated so higher = more anomalous."""
         return self.lof_.score(z), self.forest_.score(z)
+
+
+@njit
+def _robust_z(inputs, starts, median, scale, cpu, net):
+    """(z, cpu_net): each input's robust z (NaN where missing or not finite), and the rows (CPU's z, the network's:
+    tx and rx z weighted by their scales, a missing one counting 0) the CPU/network correlation pairs up."""
+    z = np.empty_like(inputs)
+    cpu_net = np.empty((2, len(inputs)))
+    for s in range(len(starts) - 1):
+        for i in range(starts[s], starts[s + 1]):
+            for j in range(inputs.shape[1]):
+                v = (inputs[i, j] - median[s, j]) / scale[s, j]
+                z[i, j] = v if np.isfinite(v) else np.nan
+            cpu_net[0, i] = z[i, cpu]
+            weighted, scales = 0.0, 0.0
+            for n in net:
+                if not np.isnan(z[i, n]):
+                    weighted += z[i, n] * scale[s, n]
+                scales += scale[s, n]
+            cpu_net[1, i] = weighted / scales
+    return z, cpu_net
 
 
 def _robust_stats(train: pl.DataFrame, metrics: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
