@@ -31,6 +31,7 @@ from amoskys.models.calibration import BANDS, level
 
 NS = 1_000_000_000
 LEVEL_FLOOR = {name: floor for floor, name in BANDS}
+RECENT_ALERTS = 1000  # alerts the tracker lists (``alerts``)
 CONTEXT_ROWS = 3  # raw rows kept before the peak, and after it
 
 
@@ -102,7 +103,8 @@ class AlertTracker:
 
     def __init__(self, policy: AlertPolicy):
         self.policy = policy
-        self.alerts: list[OpenAlert] = []  # every alert, in the order opened
+        # the latest alerts opened, oldest first: bounded, a detector runs for months (the store keeps them all)
+        self.alerts: deque[OpenAlert] = deque(maxlen=RECENT_ALERTS)
         self.suppressed = 0
         self._hosts: dict[str, _HostState] = {}
 

@@ -46,7 +46,9 @@ def emitted_rows(starts: np.ndarray, emit_from: np.ndarray) -> np.ndarray:
     >>> emitted_rows(np.array([0, 3, 5]), np.array([1, 5])).tolist()
     [1, 2]
     """
-    return np.concatenate([np.arange(e, end) for e, end in zip(emit_from, starts[1:])] or [np.empty(0, np.int64)])
+    counts = starts[1:] - emit_from
+    first_out = np.cumsum(counts) - counts  # where each segment's rows begin in the result
+    return np.repeat(emit_from - first_out, counts) + np.arange(counts.sum())
 
 
 def by_hosts(kernel, starts: np.ndarray, *args) -> None:

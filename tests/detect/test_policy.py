@@ -19,7 +19,7 @@ def feed(tracker: AlertTracker, scores: list[float], host: str = "h", step_s: in
 def test_a_spike_shorter_than_the_streak_opens_nothing():
     tracker = AlertTracker(AlertPolicy(level="high", consecutive=3))
     feed(tracker, [10, 95, 95, 10, 99, 10])
-    assert tracker.alerts == []
+    assert not tracker.alerts
 
 
 def test_a_sustained_level_opens_one_alert_that_grows_and_closes_when_quiet():
