@@ -129,16 +129,14 @@ class StreamFeatures:
     def _security(self, hosts, new_starts, ts, values) -> pl.DataFrame:
         new_base = self._columns(values, BASELINE_METRICS)
         base_ts, base, starts, emit = self.baseline.assemble(hosts, new_starts, ts, new_base)
-        # every other input only within the recent rows: older rows hold NaN there, which no emitted window reaches
-        _, recent_inputs, recent_starts, _ = self.recent.assemble(hosts, new_starts, ts, values, columns=SECURITY_INPUTS)
-        inputs = np.full((len(base_ts), len(SECURITY_INPUTS)), np.nan)
-        for i in range(len(hosts)):  # the recent rows are the newest of the baseline rows
-            n = recent_starts[i + 1] - recent_starts[i]
-            inputs[starts[i + 1] - n : starts[i + 1]] = recent_inputs[recent_starts[i] : recent_starts[i + 1]]
+        # every other input only within the recent rows, the newest of the baseline rows: older rows hold NaN
+        # there, which no emitted window reaches
+        _, recent, recent_starts, _ = self.recent.assemble(hosts, new_starts, ts, values, columns=SECURITY_INPUTS)
+        inputs = np.full((len(SECURITY_INPUTS), len(base_ts)), np.nan)  # a row per input: contiguous columns
+        inputs[:, emitted_rows(starts, starts[1:] - np.diff(recent_starts))] = recent.T
         for j, name in enumerate(BASELINE_METRICS):
-            inputs[:, SECURITY_INPUTS.index(name)] = base[:, j]
-        out = security_arrays(base_ts, tuple(np.ascontiguousarray(inputs[:, j]) for j in range(len(SECURITY_INPUTS))),
-                              starts, emit)  # fmt: skip
+            inputs[SECURITY_INPUTS.index(name)] = base[:, j]
+        out = security_arrays(base_ts, tuple(inputs), starts, emit)
         self.baseline.append(hosts, new_starts, ts, new_base)
         new = emitted_rows(starts, emit)
         return pl.DataFrame([pl.Series(name, out[j, new], nan_to_null=True) for j, name in enumerate(OUTPUTS)])

@@ -16,6 +16,7 @@ import gc
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from amoskys.detect.features import StreamFeatures
 from amoskys.detect.junction import Junction
 from amoskys.detect.policy import OpenAlert
 from amoskys.errors import TransportError
-from amoskys.store.alerts import Alert, save_alert, write_detections
+from amoskys.store.alerts import Alert, Detection, save_alert, write_detections
 from amoskys.store.store import Store
 from amoskys.telemetry.telemetry_pb2 import EventBatch
 from amoskys.timeutil import now_ns
@@ -67,6 +68,7 @@ class Detector:
         self.host_names: list[str] = []  # by slot
         self.last_seen: dict[str, float] = {}  # host -> monotonic time of its last snapshot
         self._alert_ids: dict[int, int] = {}  # id(OpenAlert) -> its row in the store
+        self.on_stored: Callable[[list[Detection]], None] | None = None  # told of each batch of detections stored
 
     def process(self, batches: list[EventBatch]) -> int:
         """Score the snapshots of batches; returns how many rows were scored."""
@@ -83,6 +85,8 @@ class Detector:
             verdicts = self.junction.judge(frame)
             if verdicts.detections:
                 write_detections(self.store, verdicts.detections)
+                if self.on_stored is not None:
+                    self.on_stored(verdicts.detections)
             self._save(verdicts.alerts)
             scored += frame.height
         self.counts.scored_rows += scored
