@@ -29,6 +29,7 @@ import polars as pl
 from amoskys.config import Config
 from amoskys.detect.canonical import CanonicalRows
 from amoskys.detect.history import History
+from amoskys.detect.medians import RunningMedians
 from amoskys.errors import ConfigError
 from amoskys.pipeline import packs
 from amoskys.pipeline.anomaly import AnomalyStage
@@ -64,17 +65,18 @@ class StreamFeatures:
         # rows of history each depth keeps: its span on the grid, both ends, and one row before (exits, rates)
         self.recent = History(self.canonical_names, _rows(windows, step) + 1)
         self.stage5 = History(anomaly.inputs(), _rows(2 * anomaly.window_s, step))
-        self.baseline = History(list(BASELINE_METRICS), _rows(BASELINE_S, step) + 1) if self.security else None
+        self.baselines = RunningMedians(len(BASELINE_METRICS), round(BASELINE_S * 1e9), _rows(BASELINE_S, step) + 1) \
+            if self.security else None  # fmt: skip
         self.lookback_s = max(windows, 2 * anomaly.window_s, BASELINE_S if self.security else 0.0) + step
         self._ewm = np.zeros((0, len(TEMPORAL_METRICS), len(settings.ewm_half_lives_seconds)))
         self._ewm_ns = np.empty(0, dtype=np.int64)
         # each host's stage-5 baseline (median, scale per input), looked up when the host is first seen
-        self._baseline = np.full((0, 2, len(anomaly.inputs())), np.nan)
+        self._stage5_baseline = np.full((0, 2, len(anomaly.inputs())), np.nan)
 
     def bytes_per_host(self) -> int:
-        histories = [h for h in (self.recent, self.stage5, self.baseline) if h is not None]
+        histories = [h for h in (self.recent, self.stage5, self.baselines) if h is not None]
         return sum(h.bytes_per_host() for h in histories) + 8 * (self._ewm.shape[1] * self._ewm.shape[2] + 1
-                                                                 + self._baseline.shape[1] * self._baseline.shape[2])  # fmt: skip
+                                                                 + self._stage5_baseline.shape[1] * self._stage5_baseline.shape[2])  # fmt: skip
 
     def push(self, rows: CanonicalRows, host_names: list[str]) -> pl.DataFrame:
         """host, ts and every feature of the new canonical rows (grouped by host, in time order per host)."""
@@ -98,14 +100,14 @@ class StreamFeatures:
         return frame.select("host", "ts", *self.names)
 
     def _reserve(self, hosts: int) -> None:
-        for history in (self.recent, self.stage5, self.baseline):
+        for history in (self.recent, self.stage5, self.baselines):
             if history is not None:
                 history.reserve(hosts)
         if hosts > len(self._ewm_ns):
             grow = hosts - len(self._ewm_ns)
             self._ewm = np.concatenate([self._ewm, np.zeros((grow, *self._ewm.shape[1:]))])
             self._ewm_ns = np.concatenate([self._ewm_ns, np.full(grow, NO_EWM_STATE, dtype=np.int64)])
-            self._baseline = np.concatenate([self._baseline, np.full((grow, *self._baseline.shape[1:]), np.nan)])
+            self._stage5_baseline = np.concatenate([self._stage5_baseline, np.full((grow, *self._stage5_baseline.shape[1:]), np.nan)])
 
     def _columns(self, values: np.ndarray, names) -> np.ndarray:
         return values[:, [self._position[n] for n in names]]
@@ -127,28 +129,22 @@ class StreamFeatures:
                              for d, column in zip(self.temporal, outputs)])  # fmt: skip
 
     def _security(self, hosts, new_starts, ts, values) -> pl.DataFrame:
-        new_base = self._columns(values, BASELINE_METRICS)
-        base_ts, base, starts, emit = self.baseline.assemble(hosts, new_starts, ts, new_base)
-        # every other input only within the recent rows, the newest of the baseline rows: older rows hold NaN
-        # there, which no emitted window reaches
-        _, recent, recent_starts, _ = self.recent.assemble(hosts, new_starts, ts, values, columns=SECURITY_INPUTS)
-        inputs = np.full((len(SECURITY_INPUTS), len(base_ts)), np.nan)  # a row per input: contiguous columns
-        inputs[:, emitted_rows(starts, starts[1:] - np.diff(recent_starts))] = recent.T
-        for j, name in enumerate(BASELINE_METRICS):
-            inputs[SECURITY_INPUTS.index(name)] = base[:, j]
-        out = security_arrays(base_ts, tuple(inputs), starts, emit)
-        self.baseline.append(hosts, new_starts, ts, new_base)
+        medians = self.baselines.push(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))
+        all_ts, inputs, starts, emit = self.recent.assemble(hosts, new_starts, ts, values, columns=SECURITY_INPUTS)
         new = emitted_rows(starts, emit)
+        baselines = np.full((len(BASELINE_METRICS), len(all_ts)), np.nan)
+        baselines[:, new] = medians.T
+        out = security_arrays(all_ts, tuple(inputs.T), starts, emit, baselines)
         return pl.DataFrame([pl.Series(name, out[j, new], nan_to_null=True) for j, name in enumerate(OUTPUTS)])
 
     def _stage5(self, hosts, host_names: list[str], new_starts, ts, values) -> pl.DataFrame:
         inputs = self._columns(values, self.stage5.columns)
         all_ts, kept, starts, emit = self.stage5.assemble(hosts, new_starts, ts, inputs)
         self.stage5.append(hosts, new_starts, ts, inputs)
-        if len(unseen := hosts[np.isnan(self._baseline[hosts, 0, 0])]):
+        if len(unseen := hosts[np.isnan(self._stage5_baseline[hosts, 0, 0])]):
             median, scale = self.anomaly.baselines_of([host_names[h] for h in unseen.tolist()])
-            self._baseline[unseen] = np.stack([median, scale], axis=1)
-        baseline = self._baseline[hosts]
+            self._stage5_baseline[unseen] = np.stack([median, scale], axis=1)
+        baseline = self._stage5_baseline[hosts]
         return self.anomaly.transform_arrays(all_ts, kept, starts, baseline[:, 0], baseline[:, 1], emit)
 
 

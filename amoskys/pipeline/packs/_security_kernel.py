@@ -20,7 +20,8 @@ and ``emit_from`` (per host, the index of its first new row); rows before it are
 only, their outputs NaN. The output at time t is bit for bit that of a run over the
 whole history when the rows given hold the host's rows of [t − 3600 s, t] and the one
 row before them (for the exits of the 300 s window's oldest row): on the 5 s grid, the
-721 rows before the first row to emit.
+721 rows before the first row to emit; or, given the baselines, of [t − 300 s, t] and the
+row before (61 rows).
 """
 
 from __future__ import annotations
@@ -53,17 +54,20 @@ _SHORT_NS, _LONG_NS, _BASELINE_NS = int(SHORT_S * _NS), int(LONG_S * _NS), int(B
 
 
 def security_arrays(ts_ns: np.ndarray, columns: tuple[np.ndarray, ...], starts: np.ndarray,
-                    emit_from: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+                    emit_from: np.ndarray | None = None, baselines: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """(``OUTPUTS``, rows) float64 array of the features, NaN where null.
 
     ts_ns: int64 nanoseconds, increasing within each host segment ``starts[s]:starts[s + 1]``;
     columns: one float64 array per name of ``INPUTS`` (NaN = missing); emit_from: per host,
-    its first row to compute, by default its first row.
+    its first row to compute, by default its first row; baselines: (2, rows), the tx and
+    forks baselines of the rows to compute, when the caller keeps them (a live detector's
+    running medians: the rows given then need to reach back 300 s only).
     """
     out = np.empty((len(OUTPUTS), len(ts_ns)))
     emit_from = starts[:-1] if emit_from is None else np.asarray(emit_from, dtype=np.int64)
     columns = tuple(_read_only(values) for values in columns)
-    by_hosts(_kernel, starts, emit_from, np.ascontiguousarray(ts_ns, dtype=np.int64), columns, out)
+    baselines = np.empty((2, 0)) if baselines is None else np.ascontiguousarray(baselines, dtype=np.float64)
+    by_hosts(_kernel, starts, emit_from, np.ascontiguousarray(ts_ns, dtype=np.int64), columns, baselines, out)
     return out
 
 
@@ -76,15 +80,19 @@ def _read_only(values: np.ndarray) -> np.ndarray:
 
 
 @njit
-def _kernel(first, last, starts, emit_from, ts, x, out):
-    """Every feature of the hosts first..last - 1 (``jit``'s conventions)."""
+def _kernel(first, last, starts, emit_from, ts, x, given_baselines, out):
+    """Every feature of the hosts first..last - 1 (``jit``'s conventions); given_baselines: (2, rows), or
+    (2, 0) to compute them."""
     for s in range(first, last):
         lo, hi, emit = starts[s], starts[s + 1], min(emit_from[s], starts[s + 1])
         out[:, lo:emit] = np.nan
         if emit < hi:
             derived = _per_row(ts, x, lo, hi)
-            baselines = np.stack((_median_before(ts, x[_TX], lo, emit, hi),
-                                  _median_before(ts, x[_FORKS], lo, emit, hi)))  # fmt: skip
+            if given_baselines.shape[1]:
+                baselines = given_baselines[:, emit:hi]
+            else:
+                baselines = np.stack((_median_before(ts, x[_TX], lo, emit, hi),
+                                      _median_before(ts, x[_FORKS], lo, emit, hi)))  # fmt: skip
             _windows(ts, x, derived, baselines, lo, emit, hi, _SHORT, out)
             _windows(ts, x, derived, baselines, lo, emit, hi, _LONG, out)
 
@@ -287,22 +295,22 @@ def _median_before(ts, x, lo, emit, hi):
     for i in range(emit, hi):
         for j in range(tail, i):
             if head < j and ts[head] < ts[i] - _BASELINE_NS:  # a row leaves as one enters (on a grid, always)
-                n = _update(window, n, x[head], x[j])
+                n = sorted_replace(window, n, x[head], x[j])
                 head += 1
             else:
-                n = _update(window, n, np.nan, x[j])
+                n = sorted_replace(window, n, np.nan, x[j])
         tail = i
         while ts[head] < ts[i] - _BASELINE_NS:
-            n = _update(window, n, x[head], np.nan)
+            n = sorted_replace(window, n, x[head], np.nan)
             head += 1
-        medians[i - emit] = _middle(window, n)
+        medians[i - emit] = sorted_median(window, n)
     return medians
 
 
 @njit
-def _update(window, n, old, new):
+def sorted_replace(window, n, old, new):
     """Replaces in the sorted window[:n] a copy of old (NaN: none) by new (NaN: none), moving only the values
-    between them; returns the new count."""
+    between them; returns the new count. (Also the live detector's running baselines: ``detect.medians``.)"""
     if old != old:
         if new == new:
             at = _search(window, n, new)
@@ -363,7 +371,7 @@ def _shift_down(window, first, last):
 
 
 @njit
-def _middle(window, n):
+def sorted_median(window, n):
     """The median of the sorted window[:n]: the mean of the two middle values for an even n; NaN for none."""
     if n == 0:
         return np.nan
