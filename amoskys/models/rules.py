@@ -28,10 +28,11 @@ class Rule:
 
     def fires(self, frame: pl.DataFrame) -> np.ndarray:
         """True for each row of frame where every bound holds (False where a feature is missing or null)."""
-        if any(feature not in frame.columns for feature, _ in self.bounds):
-            return np.zeros(frame.height, dtype=bool)
-        hit = pl.all_horizontal((pl.col(feature) >= bound).fill_null(False) for feature, bound in self.bounds)
-        return frame.select(hit).to_series().to_numpy()
+        return rule_hits(frame, (self,))[self.name]
+
+    def hit(self) -> pl.Expr:
+        """The expression of ``fires``, on a frame holding every feature of the rule."""
+        return pl.all_horizontal((pl.col(f) >= bound).fill_null(False) for f, bound in self.bounds).alias(self.name)
 
 
 DEFAULT_RULES = (
@@ -47,5 +48,9 @@ DEFAULT_RULES = (
 
 
 def rule_hits(frame: pl.DataFrame, rules: tuple[Rule, ...] = DEFAULT_RULES) -> dict[str, np.ndarray]:
-    """Rule name -> boolean array over the rows of frame."""
-    return {rule.name: rule.fires(frame) for rule in rules}
+    """Rule name -> boolean array over the rows of frame (one pass over the frame for all rules)."""
+    columns = set(frame.columns)
+    present = [rule for rule in rules if all(feature in columns for feature, _ in rule.bounds)]
+    hits = frame.select(rule.hit() for rule in present) if present else pl.DataFrame()
+    return {rule.name: hits[rule.name].to_numpy() if rule in present else np.zeros(frame.height, dtype=bool)
+            for rule in rules}  # fmt: skip

@@ -93,6 +93,15 @@ def _window_starts(ts_ns, window_ns):
 def _entropy_kernel(first, last, starts, emit_from, ts_ns, window_ns, x, scales, out):
     for s in range(first, last):
         start, end = starts[s], starts[s + 1]
+        out[:, start : emit_from[s]] = np.nan
+        if emit_from[s] == end:
+            continue
+        # The rows the outputs read: the first emitted row's window, and the 3k - 1 samples before its oldest
+        # pattern (a stream's kept rows reach further back, for the Pearson windows).
+        oldest = emit_from[s]
+        while oldest > start and ts_ns[oldest - 1] > ts_ns[emit_from[s]] - window_ns:
+            oldest -= 1
+        start = max(start, oldest - 3 * scales.max() + 1)
         ts, emit = ts_ns[start:end], emit_from[s] - start
         lo = _window_starts(ts, window_ns)
         x_log_x = _x_log_x(_most_rows(lo))
