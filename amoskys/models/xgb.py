@@ -25,7 +25,7 @@ from xgboost import DMatrix, XGBClassifier
 from amoskys.models.base import Detector
 
 
-PARALLEL_ROWS = 20_000  # fewer rows are scored on one thread
+PARALLEL_ROWS = 20_000  # fewer rows are scored (and explained) on one thread
 OOF_FOLDS = 2
 
 
@@ -82,7 +82,9 @@ class XGBoostDetector(Detector):
         return self.model_.predict_proba(matrix)[:, 1]
 
     def _contributions(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
-        shap = self.model_.get_booster().predict(DMatrix(matrix, nthread=self.threads), pred_contribs=True)
+        threads = 1 if len(matrix) < PARALLEL_ROWS else self.threads  # (as in _score)
+        self.model_.set_params(n_jobs=threads)
+        shap = self.model_.get_booster().predict(DMatrix(matrix, nthread=threads), pred_contribs=True)
         return shap[:, :-1]  # the last column is the bias, the same for every row
 
     def export_onnx(self, path: Path) -> Path:

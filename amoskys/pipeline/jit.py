@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 njit = numba.njit(cache=True, nogil=True, error_model="numpy")
+INLINE_ROWS = 20_000  # ``by_hosts`` runs fewer rows in the calling thread
 
 
 def segments(host: pl.Series) -> np.ndarray:
@@ -59,6 +60,9 @@ def by_hosts(kernel, starts: np.ndarray, *args) -> None:
     """
     hosts = len(starts) - 1
     if hosts <= 0:
+        return
+    if starts[-1] - starts[0] < INLINE_ROWS:  # a small live micro-batch: handing it to threads costs more
+        kernel(0, hosts, starts, *args)
         return
     runs = min(hosts, 4 * (os.cpu_count() or 1))
     # the host at which each run starts: the first whose segment starts past an equal share of the rows
