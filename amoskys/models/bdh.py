@@ -6,7 +6,7 @@
 - **Calibration**: each member's score becomes its surprise among the normal training
   rows (its own ``calibration_``: −log10 of the share of those rows scoring at least as
   high; out-of-fold for xgboost), so scores of different models add up meaningfully.
-- **Fusion**: the weighted median of the surprises, so that no single member's blind
+- **Fusion**: the weighted median of the surprises (of two, the lower), so that no single member's blind
   spot or false alarm swings the result (a weighted mean let the weakest member drag
   the ensemble below its best one). Weights are equal without labels; with labels each
   member weighs by how far its average precision beats the base rate, on the labeled
@@ -191,23 +191,22 @@ class BdhEnsemble(Detector):
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Per column of values (members x rows), the weighted median; where the weights split exactly in
-    half between two values, their mean.
+    """Per column of values (members x rows), the weighted median: the lowest value that, with every lower
+    one, holds at least half the weight; so where the weights split exactly in half, the lower of the two
+    middle values. With two members (the live ensemble without labels) both must find a row unusual for it
+    to be: their mean let one member's alarm alone (PCA's, on anything off a short baseline's subspace)
+    make a high threat.
 
     >>> weighted_median(np.array([[1.0, 5.0], [2.0, 6.0], [9.0, 0.0]]), np.array([1.0, 1.0, 1.0]) / 3)
     array([2., 5.])
     >>> weighted_median(np.array([[1.0], [3.0]]), np.array([0.5, 0.5]))
-    array([2.])
+    array([1.])
     """
     order = np.argsort(values, axis=0, kind="stable")
     ranked = np.take_along_axis(values, order, axis=0)
     cumulative = np.cumsum(weights[order], axis=0) / weights.sum()
     first = np.argmax(cumulative >= 0.5 - 1e-12, axis=0)  # the first value holding half the weight
-    columns = np.arange(values.shape[1])
-    low = ranked[first, columns]
-    split = np.isclose(cumulative[first, columns], 0.5) & (first + 1 < len(values))
-    high = ranked[np.minimum(first + 1, len(values) - 1), columns]
-    return np.where(split, (low + high) / 2, low)
+    return ranked[first, np.arange(values.shape[1])]
 
 
 def calibration_sample(X: pl.DataFrame) -> np.ndarray:
