@@ -19,6 +19,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bus_ingest.py
 	$(BIN)/python bench/agent_overhead.py
 	$(BIN)/python bench/live.py
+	$(BIN)/python bench/latency.py
 
 # Regenerate the committed protobuf code after editing a .proto file.
 proto: $(STAMP)

@@ -16,6 +16,9 @@ the score distance (Mahalanobis distance within the subspace). Trimming on the e
 alone is not enough: anomalies a component has absorbed have small errors, but they sit
 far out along that component. The result is deterministic (SVD, no sampling); ``seed``
 is kept for the common contract only.
+
+Threshold and calibration come from out-of-fold errors (``_normal_scores``): a
+subspace fitted on a short baseline rebuilds those very rows almost exactly.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from amoskys.models.base import Detector
+from amoskys.models.base import Detector, time_folds
+
+OOF_BLOCK_ROWS = 10  # consecutive rows per out-of-fold block (``_normal_scores``)
 
 
 def principal_components(matrix: np.ndarray, variance_share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +84,22 @@ class PcaDetector(Detector):
         self.mean_, self.components_ = principal_components(rows, self.variance_share)
         # residual = (x - mean) @ projector: the part of a row the components do not explain
         self.projector_ = np.eye(rows.shape[1]) - self.components_.T @ self.components_
+
+    def _normal_scores(self, X: pl.DataFrame, y: np.ndarray | None, normal: pl.DataFrame) -> np.ndarray:
+        """Out-of-fold errors of the normal training rows: blocks of each host's rows, every other one scored by
+        a subspace fitted on the rest. A subspace rebuilds the rows it was fitted on better than new ones, and
+        with few rows for many features (a short baseline) far better: calibrated on those, every live row
+        scored beyond the training maximum. (Interleaved blocks, not halves: a subspace of one half of a
+        day misses the other half's regime, and a threshold from that missed incidents.)"""
+        matrix, fold = self._matrix(normal), time_folds(normal, 2, block=OOF_BLOCK_ROWS)
+        scores = np.empty(len(matrix))
+        for held_out in (fold == 0, fold == 1):
+            if (~held_out).sum() < 2 or not held_out.any():  # too few rows to split
+                return self._score(matrix, normal)
+            other = PcaDetector(self.variance_share, self.trim_quantile, self.refits)
+            other._fit(matrix[~held_out], normal, None)
+            scores[held_out] = other._score(matrix[held_out], normal)
+        return scores
 
     def _residuals(self, matrix: np.ndarray) -> np.ndarray:
         return (matrix - self.mean_) @ self.projector_

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from xgboost import DMatrix, XGBClassifier
 
-from amoskys.models.base import Detector
+from amoskys.models.base import Detector, time_folds
 
 
 PARALLEL_ROWS = 20_000  # fewer rows are scored (and explained) on one thread
@@ -63,8 +63,7 @@ class XGBoostDetector(Detector):
         every host) is scored by a model trained on the other folds.
         """
         matrix = self._matrix(X)
-        position = X.select(pl.int_range(pl.len()).over("host") * OOF_FOLDS // pl.len().over("host"))
-        fold = position.to_series().to_numpy()
+        fold = time_folds(X, OOF_FOLDS)
         scores = np.empty(X.height)
         for k in range(OOF_FOLDS):
             held_out = fold == k
