@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
 
-from amoskys.models.pca import PcaDetector
+from amoskys.models.base import time_folds
+from amoskys.models.pca import OOF_BLOCK_ROWS, PcaDetector
 
 from .conftest import FACTORS, assert_onnx_parity, make_detector
 
@@ -44,3 +45,18 @@ def test_score_is_the_sum_of_per_feature_squared_errors(fleet_train, fleet_test)
 
 def test_onnx_export_matches_native_scores(fleet_train, fleet_test, tmp_path):
     assert_onnx_parity(make_detector("pca").fit(fleet_train.frame), fleet_test.frame, tmp_path)
+
+
+def test_threshold_comes_from_errors_of_rows_the_subspace_did_not_see():
+    # few rows for many noisy features, as a short baseline: a subspace rebuilds the rows it was fitted on
+    # better than new ones, so a threshold from those errors flagged ordinary new rows
+    rng = np.random.default_rng(9)
+    frame = pl.DataFrame(rng.normal(size=(90, 4)) @ rng.normal(size=(4, 120)) + rng.normal(scale=2.0, size=(90, 120)),
+                         schema=[f"f{j}" for j in range(120)]).with_columns(host=pl.lit("h"))  # fmt: skip
+    detector = PcaDetector().fit(frame, features=[f"f{j}" for j in range(120)])
+    matrix, fold = detector._matrix(frame), time_folds(frame, 2, block=OOF_BLOCK_ROWS)
+    other = PcaDetector()
+    other._fit(matrix[fold == 1], frame, None)  # fold 0's errors: from a subspace of fold 1 alone
+    np.testing.assert_allclose(detector._normal_scores(frame, None, frame)[fold == 0],
+                               other._score(matrix[fold == 0], frame), rtol=1e-12)  # fmt: skip
+    assert detector.threshold_ > np.quantile(detector.score_samples(frame), detector.threshold_quantile)
