@@ -18,7 +18,7 @@ far out along that component. The result is deterministic (SVD, no sampling); ``
 is kept for the common contract only.
 
 Threshold and calibration come from out-of-fold errors (``_normal_scores``): a
-subspace fitted on a short baseline rebuilds those very rows almost exactly.
+subspace rebuilds the rows it was fitted on better than new ones.
 """
 
 from __future__ import annotations
@@ -87,10 +87,10 @@ class PcaDetector(Detector):
 
     def _normal_scores(self, X: pl.DataFrame, y: np.ndarray | None, normal: pl.DataFrame) -> np.ndarray:
         """Out-of-fold errors of the normal training rows: blocks of each host's rows, every other one scored by
-        a subspace fitted on the rest. A subspace rebuilds the rows it was fitted on better than new ones, and
-        with few rows for many features (a short baseline) far better: calibrated on those, every live row
-        scored beyond the training maximum. (Interleaved blocks, not halves: a subspace of one half of a
-        day misses the other half's regime, and a threshold from that missed incidents.)"""
+        a subspace fitted on the rest. A subspace rebuilds the rows it was fitted on better than new ones, the
+        more so with few rows for many features (a short baseline), and a threshold from those errors flags
+        ordinary new rows. (Interleaved blocks, not halves: a subspace of one half of a day misses the other
+        half's regime, and a threshold from that missed incidents.)"""
         matrix, fold = self._matrix(normal), time_folds(normal, 2, block=OOF_BLOCK_ROWS)
         scores = np.empty(len(matrix))
         for held_out in (fold == 0, fold == 1):
