@@ -8,15 +8,16 @@ holds them equal):
 - stage 2 (``temporal_kernel``) needs the rows of the longest window, and each host's
   EWMs at its last row (kept here);
 - stage 3 is row by row;
-- stage 4, the security pack (``_security_kernel``), needs the hour before the row for
-  its baselines, but only of the two baseline metrics, and 300 s of the others;
+- stage 4, the security pack (``_security_kernel``), needs 300 s of its inputs, and the
+  medians of two metrics over the hour before the row: kept sorted and updated row by
+  row (``medians``), rather than re-sorted from an hour of kept rows;
 - stage 5 (``AnomalyStage``, fitted on the training rows) needs 2 × its window of its
   key metrics (a pattern's samples reach back up to a window before the window).
 
-So the history comes in three depths (``History``): the baseline metrics for an hour,
-stage 5's metrics for 2 × 300 s, every canonical column for 300 s (plus a row): about
-50 KiB per host on the default 5 s grid. Only the security pack has a stream kernel
-yet; a configuration enabling another pack is refused with a clear message.
+So the history comes in three depths: the running medians' hour of the two baseline
+metrics, stage 5's metrics for 2 × 300 s, every canonical column for 300 s (plus a
+row): about 61 KiB per host on the default 5 s grid. Only the security pack has a
+stream kernel yet; a configuration enabling another pack is refused with a clear message.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ class StreamFeatures:
         # rows of history each depth keeps: its span on the grid, both ends, and one row before (exits, rates)
         self.recent = History(self.canonical_names, _rows(windows, step) + 1)
         self.stage5 = History(anomaly.inputs(), _rows(2 * anomaly.window_s, step))
-        self.baselines = RunningMedians(len(BASELINE_METRICS), round(BASELINE_S * 1e9), _rows(BASELINE_S, step) + 1) \
-            if self.security else None  # fmt: skip
+        self.baselines = None
+        if self.security:
+            self.baselines = RunningMedians(len(BASELINE_METRICS), round(BASELINE_S * 1e9), _rows(BASELINE_S, step) + 1)
         self.lookback_s = max(windows, 2 * anomaly.window_s, BASELINE_S if self.security else 0.0) + step
         self._ewm = np.zeros((0, len(TEMPORAL_METRICS), len(settings.ewm_half_lives_seconds)))
         self._ewm_ns = np.empty(0, dtype=np.int64)
@@ -75,8 +77,8 @@ class StreamFeatures:
 
     def bytes_per_host(self) -> int:
         histories = [h for h in (self.recent, self.stage5, self.baselines) if h is not None]
-        return sum(h.bytes_per_host() for h in histories) + 8 * (self._ewm.shape[1] * self._ewm.shape[2] + 1
-                                                                 + self._stage5_baseline.shape[1] * self._stage5_baseline.shape[2])  # fmt: skip
+        per_host = (self._ewm, self._ewm_ns, self._stage5_baseline)  # a row per host each, of 8-byte values
+        return sum(h.bytes_per_host() for h in histories) + sum(8 * int(np.prod(a.shape[1:])) for a in per_host)
 
     def push(self, rows: CanonicalRows, host_names: list[str]) -> pl.DataFrame:
         """host, ts and every feature of the new canonical rows (grouped by host, in time order per host)."""
@@ -107,7 +109,8 @@ class StreamFeatures:
             grow = hosts - len(self._ewm_ns)
             self._ewm = np.concatenate([self._ewm, np.zeros((grow, *self._ewm.shape[1:]))])
             self._ewm_ns = np.concatenate([self._ewm_ns, np.full(grow, NO_EWM_STATE, dtype=np.int64)])
-            self._stage5_baseline = np.concatenate([self._stage5_baseline, np.full((grow, *self._stage5_baseline.shape[1:]), np.nan)])
+            unseen = np.full((grow, *self._stage5_baseline.shape[1:]), np.nan)
+            self._stage5_baseline = np.concatenate([self._stage5_baseline, unseen])
 
     def _columns(self, values: np.ndarray, names) -> np.ndarray:
         return values[:, [self._position[n] for n in names]]

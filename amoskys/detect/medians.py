@@ -9,9 +9,9 @@ row, no sort. The values leave in arrival order, so each host also keeps the win
 rows (a ring of times and values). NaN values are left out, as in the batch kernel, so
 a row's median is the batch's, bit for bit.
 
-Memory per host: (rows + 1) times, rows × metrics values, and as many sorted, with rows
-the window's span on the grid (721 on the 5 s grid for an hour): about 29 KiB for two
-metrics.
+Memory per host: rows times and rows × metrics values (the ring), rows × metrics sorted
+values, with rows the window's span on the grid plus one (721 on the 5 s grid for an
+hour): about 29 KiB for two metrics.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class RunningMedians:
         self.metrics, self.span_ns, self.rows = metrics, span_ns, rows  # rows: the most a window holds, plus one
         self.ts = np.empty((0, rows), dtype=np.int64)
         self.values = np.empty((0, rows, metrics))
-        self.sorted = np.empty((0, metrics, rows))
+        self.ordered = np.empty((0, metrics, rows))  # each metric's window, sorted
         self.sizes = np.empty((0, metrics), dtype=np.int64)  # values in each sorted window (NaN left out)
         self.inside = np.empty(0, dtype=np.int64)  # rows in the window: the newest of the ring's
         self.head = np.empty(0, dtype=np.int64)  # where the next row goes
@@ -38,7 +38,7 @@ class RunningMedians:
         grow = max(hosts, 2 * len(self.head), 16) - len(self.head)
         self.ts = np.concatenate([self.ts, np.zeros((grow, self.rows), dtype=np.int64)])
         self.values = np.concatenate([self.values, np.zeros((grow, self.rows, self.metrics))])
-        self.sorted = np.concatenate([self.sorted, np.zeros((grow, self.metrics, self.rows))])
+        self.ordered = np.concatenate([self.ordered, np.zeros((grow, self.metrics, self.rows))])
         self.sizes = np.concatenate([self.sizes, np.zeros((grow, self.metrics), dtype=np.int64)])
         self.inside = np.concatenate([self.inside, np.zeros(grow, dtype=np.int64)])
         self.head = np.concatenate([self.head, np.zeros(grow, dtype=np.int64)])
@@ -51,7 +51,7 @@ class RunningMedians:
         rows of host hosts[i] are new_starts[i]:new_starts[i + 1] of ts / values, in time order. Keeps them."""
         out = np.empty((len(ts), self.metrics))
         _push(hosts, new_starts, ts, np.ascontiguousarray(values, dtype=np.float64), self.span_ns, self.ts, self.values,
-              self.sorted, self.sizes, self.inside, self.head, out)  # fmt: skip
+              self.ordered, self.sizes, self.inside, self.head, out)  # fmt: skip
         return out
 
 

@@ -5,9 +5,9 @@
   already fitted (``prefit``, as ``amoskys train`` does, so nothing is trained twice).
 - **Calibration**: each member's score becomes its surprise among the normal training
   rows (its own ``calibration_``: −log10 of the share of those rows scoring at least as
-  high; out-of-fold for xgboost), so scores of different models add up meaningfully.
-- **Fusion**: the weighted median of the surprises (of two, the lower), so that no single member's blind
-  spot or false alarm swings the result (a weighted mean let the weakest member drag
+  high; out-of-fold for xgboost and pca), so scores of different models add up meaningfully.
+- **Fusion**: the weighted median of the surprises (of two, the lower), so that no single
+  member's blind spot or false alarm swings the result (a weighted mean let the weakest member drag
   the ensemble below its best one). Weights are equal without labels; with labels each
   member weighs by how far its average precision beats the base rate, on the labeled
   training rows. (Not on the validation split, as the issue first suggested: the
@@ -64,13 +64,14 @@ class BdhEnsemble(Detector):
         explained = {}
         if len(rows):
             picked = X[rows]
-            contributions = self._weighted_contributions(picked, {name: s[rows] for name, s in surprises.items()},
-                                                         {name: m[rows] for name, m in member_raws.items()})  # fmt: skip
+            picked_surprises = {name: s[rows] for name, s in surprises.items()}
+            picked_raws = {name: m[rows] for name, m in member_raws.items()}
+            contributions = self._weighted_contributions(picked, picked_surprises, picked_raws)
             explained = dict(zip(rows.tolist(), self._top_contributions(picked, contributions, top_k, raw[rows])))
         # whole columns at once: a Python call per row and member cost more than the scoring
         members = {name: np.round(threat_score(s), 2).tolist() for name, s in surprises.items()}
-        fired = {i: [name for name, hit in hits.items() if hit[i]]
-                 for i in np.flatnonzero(np.logical_or.reduce([*hits.values(), np.zeros(X.height, dtype=bool)])).tolist()}  # fmt: skip
+        any_hit = np.logical_or.reduce([*hits.values(), np.zeros(X.height, dtype=bool)])
+        fired = {i: [name for name, hit in hits.items() if hit[i]] for i in np.flatnonzero(any_hit).tolist()}
         return [
             {
                 "threat": score,

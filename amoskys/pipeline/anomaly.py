@@ -53,7 +53,7 @@ import polars as pl
 
 from amoskys.errors import InputError, ModelError
 from amoskys.pipeline.features import ANOMALY, Feature, seconds
-from amoskys.pipeline.jit import emitted_rows, njit, segments
+from amoskys.pipeline.jit import by_hosts, emitted_rows, njit, segments
 from amoskys.pipeline.outlier_scores import Forest, Lof, median_mad_scale
 from amoskys.pipeline.windowed import MIN_SAMPLES, pearson, permutation_entropy
 
@@ -153,8 +153,7 @@ class AnomalyStage:
         ts_ns: int64, per host segment ``starts[s]:starts[s + 1]`` in time order; inputs: (rows, ``inputs()``),
         NaN where missing; median, scale: (segments, ``inputs()``), each segment's baseline (``baselines_of``).
         """
-        z, cpu_net = _robust_z(np.ascontiguousarray(inputs, dtype=np.float64), starts, median, scale,
-                               self._input_index(CPU), np.array([self._input_index(n) for n in NET]))  # fmt: skip
+        z, cpu_net = robust_z(inputs, starts, median, scale, self._input_index(CPU), self._net_indices())
         key = [self._input_index(m) for m in self.key_metrics]
         windowed = self._windowed(ts_ns, inputs[:, key].T, z[:, key].T, cpu_net, starts, emit_from)
         z = z[:, key] if emit_from is None else z[emitted_rows(starts, emit_from)][:, key]
@@ -213,12 +212,14 @@ class AnomalyStage:
     def _input_index(self, metric: str) -> int:
         return self.inputs().index(metric)
 
+    def _net_indices(self) -> np.ndarray:
+        return np.array([self._input_index(n) for n in NET])
+
     def _robust_z_of(self, rows: pl.DataFrame) -> np.ndarray:
         """The key metrics' robust z of rows (any order, 0 where missing), as a C-ordered matrix."""
         median, scale = self.baselines_of(rows["host"].to_list())
         inputs = rows.select(pl.col(self.inputs()).cast(pl.Float64)).to_numpy()
-        z, _ = _robust_z(np.ascontiguousarray(inputs), np.arange(rows.height + 1), median, scale,
-                         self._input_index(CPU), np.array([self._input_index(n) for n in NET]))  # fmt: skip
+        z, _ = robust_z(inputs, np.arange(rows.height + 1), median, scale, self._input_index(CPU), self._net_indices())
         z = z[:, [self._input_index(m) for m in self.key_metrics]]
         return np.ascontiguousarray(np.where(np.isnan(z), 0.0, z))
 
@@ -242,13 +243,20 @@ class AnomalyStage:
         return self.lof_.score(z), self.forest_.score(z)
 
 
+def robust_z(inputs: np.ndarray, starts: np.ndarray, median: np.ndarray, scale: np.ndarray, cpu: int,
+             net: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(z, cpu_net): each input's robust z (NaN where missing or not finite) with segment s's baseline
+    median[s] / scale[s], and the two rows the CPU/network correlation pairs up: the CPU's z (input cpu) and
+    the network's, the z of the inputs net weighted by their scales (a missing one counting 0)."""
+    inputs = np.ascontiguousarray(inputs, dtype=np.float64)
+    z, cpu_net = np.empty_like(inputs), np.empty((2, len(inputs)))
+    by_hosts(_robust_z, starts, inputs, median, scale, cpu, net, z, cpu_net)
+    return z, cpu_net
+
+
 @njit
-def _robust_z(inputs, starts, median, scale, cpu, net):
-    """(z, cpu_net): each input's robust z (NaN where missing or not finite), and the rows (CPU's z, the network's:
-    tx and rx z weighted by their scales, a missing one counting 0) the CPU/network correlation pairs up."""
-    z = np.empty_like(inputs)
-    cpu_net = np.empty((2, len(inputs)))
-    for s in range(len(starts) - 1):
+def _robust_z(first, last, starts, inputs, median, scale, cpu, net, z, cpu_net):
+    for s in range(first, last):
         for i in range(starts[s], starts[s + 1]):
             for j in range(inputs.shape[1]):
                 v = (inputs[i, j] - median[s, j]) / scale[s, j]
@@ -260,7 +268,6 @@ def _robust_z(inputs, starts, median, scale, cpu, net):
                     weighted += z[i, n] * scale[s, n]
                 scales += scale[s, n]
             cpu_net[1, i] = weighted / scales
-    return z, cpu_net
 
 
 def _robust_stats(train: pl.DataFrame, metrics: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
