@@ -10,8 +10,9 @@ of the hosts) then publishes a simulated fleet in two phases:
 
 1. warm-up: the detector's lookback (an hour) of snapshots, as fast as the bus takes
    them, to fill every host's windows; the detector reads it but scores none of it;
-2. timed: the next snapshots at --rate events/s, each 5 s grid step of the fleet spread
-   evenly over its share of a second, every envelope signed as it is sent.
+2. timed: the next snapshots at --rate events/s (a 5 s grid step of the fleet every
+   hosts / rate seconds, the agents' envelopes spread evenly over it), every envelope
+   signed as it is sent.
 
 A row's latency runs from its envelope's publish call to the commit of its detection
 (the detector reports each batch it stored). Prints the rate offered, the rate scored,
