@@ -18,12 +18,13 @@ import argparse
 import multiprocessing as mp
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from bus_process import start_bus
 
 START_NS = time.time_ns() - 2 * 86400 * 10**9  # two days ago: old enough, never in the future
 METRICS = ("cpu_user_pct", "cpu_system_pct", "cpu_idle_pct", "mem_used_bytes", "net_rx_bytes_total",
@@ -113,16 +114,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         certs.init(Path(tmp) / "certs", agents=tuple(a for group in agents for a in group))
         store = Path(tmp) / "bus.db"
-        bus = subprocess.Popen(
-            [sys.executable, "-m", "amoskys", "bus", "serve", "--store", str(store), "--certs", f"{tmp}/certs",
-             "--port", "0", "--metrics-port", "0"],
-            stdout=subprocess.PIPE, text=True, cwd=tmp,
-        )  # fmt: skip
-        line = bus.stdout.readline()
-        if "listening on" not in line:
-            print(f"error: the bus did not start: {line!r}", file=sys.stderr)
-            return 1
-        address = line.split("listening on ")[1].split()[0]
+        bus, address = start_bus(Path(tmp), store)
         print(f"bus ingest: {total:,} events in {total // args.batch:,} envelopes of {args.batch} "
               f"(MetricFrame, 8 metrics), {publishers} agents in {args.processes} processes, "
               f"mTLS on {address}, synchronous=FULL")  # fmt: skip

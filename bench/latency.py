@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bus_process import start_bus
 from live import fitted  # bench/live.py: stage 5 and the live ensemble, fitted on a small fleet
 
 INTERVAL_S = 5.0
@@ -130,22 +130,12 @@ def main() -> int:
     from amoskys.store.store import Store
 
     config = Config(pipeline=PipelineConfig())
-    print("fitting stage 5 and the live ensemble on a small fleet ...", flush=True)
     anomaly, model = fitted(config)
     timed_steps = max(1, round(args.seconds * args.rate / args.hosts))
     with tempfile.TemporaryDirectory() as tmp:
         certs.init(Path(tmp) / "certs", agents=(*(f"agent-{a}" for a in range(AGENTS)), config.detect.name))
         store_path = Path(tmp) / "amoskys.db"
-        bus = subprocess.Popen(
-            [sys.executable, "-m", "amoskys", "bus", "serve", "--store", str(store_path), "--certs", f"{tmp}/certs",
-             "--port", "0", "--metrics-port", "0"],
-            stdout=subprocess.PIPE, text=True, cwd=tmp,
-        )  # fmt: skip
-        line = bus.stdout.readline()
-        if "listening on" not in line:
-            print(f"error: the bus did not start: {line!r}", file=sys.stderr)
-            return 1
-        address = line.split("listening on ")[1].split()[0]
+        bus, address = start_bus(Path(tmp), store_path)
         stored_at: dict[tuple[str, int], int] = {}
         bucket = int(INTERVAL_S * 1e9)
 

@@ -35,6 +35,7 @@ from amoskys.pipeline.source import simulated
 
 def fitted(config: Config):
     """Stage 5 and a live ensemble, fitted on a small simulated fleet."""
+    print("fitting stage 5 and the live ensemble on a small fleet ...", flush=True)
     raw = simulated(SimulatorConfig(hosts=4, duration_seconds=4 * 3600, seed=11))
     made = compute_features(raw, config, StageClock(verbose=False))
     model = get("live").fit(made.train, made.train["label"].to_numpy())
@@ -47,7 +48,6 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10, help="timed, after the untimed hour of warm-up")
     args = parser.parse_args()
     config = Config(pipeline=PipelineConfig())
-    print("fitting stage 5 and the live ensemble on a small fleet ...", flush=True)
     anomaly, model = fitted(config)
     canonical, features = StreamCanonical(), StreamFeatures(config, anomaly)
     junction = Junction(model, "live", policy_of(config.detect))
