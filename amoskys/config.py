@@ -98,6 +98,9 @@ class DetectConfig:
     micro_batch_ms: float = 20.0  # longest wait to gather events into one scoring batch
     stale_seconds: float = 30.0  # a host silent this long is marked stale (never an alarm)
     drift_psi: float = 0.25  # population stability index of a feature above which it has drifted
+    retrain_every_hours: float = 0.0  # 0: never; else the detector retrains this often and swaps in a promoted set
+    retrain_since_hours: float = 24.0  # the recent telemetry a scheduled retrain learns from
+    retrain_if_drifted: bool = False  # a scheduled retrain trains only when some feature has drifted
 
 
 @dataclass(frozen=True)

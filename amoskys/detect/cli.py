@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amoskys.cliutil import add_config_option, add_store_option, store_path
@@ -81,19 +81,22 @@ def load_live_model(config: Config, registry_dir: Path | None = None, ref: str |
 
 
 def build_detector(config: Config, store, live: LiveModel, started_ns: int | None = None):
-    """A ``service.Detector`` on store with the live model, checked against the features the stream computes;
-    rows before started_ns (default: now) are warm-up."""
+    """A ``service.Detector`` on store with the live model, checked against the features the stream computes,
+    and config's retrain schedule; rows before started_ns (default: now) are warm-up."""
     from amoskys.detect.canonical import StreamCanonical
     from amoskys.detect.features import StreamFeatures
     from amoskys.detect.junction import Junction
     from amoskys.detect.policy import policy_of
+    from amoskys.detect.schedule import RetrainSchedule
     from amoskys.detect.service import Detector
 
     features = StreamFeatures(config, live.anomaly, optional=_optional_metrics(live.model.features_))
     junction = Junction(live.model, live.entry_id, policy_of(config.detect))
     junction.check_features(features.names)
     canonical = StreamCanonical(config.pipeline.interval_seconds, config.pipeline.max_fill_seconds, features.optional)
-    return Detector(store, canonical, features, junction, stale_s=config.detect.stale_seconds, started_ns=started_ns)
+    detector = Detector(store, canonical, features, junction, stale_s=config.detect.stale_seconds, started_ns=started_ns)
+    detector.retraining = RetrainSchedule.of(config, store.path)
+    return detector
 
 
 def run_detect(args: argparse.Namespace, config: Config) -> int:
@@ -101,7 +104,10 @@ def run_detect(args: argparse.Namespace, config: Config) -> int:
     from amoskys.detect.service import warmup_position
     from amoskys.store.store import Store
 
-    live = load_live_model(config, args.registry, args.model)
+    # the registry and model given here are the ones a scheduled retrain promotes into and swaps from
+    config = replace(config, detect=replace(config.detect, registry=args.registry or config.detect.registry,
+                                            model=args.model or config.detect.model))  # fmt: skip
+    live = load_live_model(config)
     path = store_path(args, config)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -31,7 +31,7 @@ from amoskys.config import Config
 from amoskys.detect.canonical import CanonicalRows
 from amoskys.detect.history import History
 from amoskys.detect.medians import RunningMedians
-from amoskys.errors import ConfigError
+from amoskys.errors import ConfigError, ModelError
 from amoskys.pipeline import packs
 from amoskys.pipeline.anomaly import AnomalyStage
 from amoskys.pipeline.canonical import canonical_features
@@ -74,6 +74,22 @@ class StreamFeatures:
         self._ewm_ns = np.empty(0, dtype=np.int64)
         # each host's stage-5 baseline (median, scale per input), looked up when the host is first seen
         self._stage5_baseline = np.full((0, 2, len(anomaly.inputs())), np.nan)
+
+    def check_stage5(self, anomaly: AnomalyStage) -> None:
+        """Refuse a stage 5 whose inputs, window or features are not the current one's (the kept rows and the
+        declared names would not fit it)."""
+        def shape(stage: AnomalyStage):
+            return stage.inputs(), stage.window_s, [f.name for f in stage.features()]
+
+        if shape(anomaly) != shape(self.anomaly):
+            raise ModelError("the new model set's stage 5 has other inputs, window or features than the running "
+                             "detector's: restart the detector to use it")  # fmt: skip
+
+    def use_stage5(self, anomaly: AnomalyStage) -> None:
+        """Compute stage 5 with anomaly (fitted on a new model set's training rows) from the next push on."""
+        self.check_stage5(anomaly)
+        self.anomaly = anomaly
+        self._stage5_baseline[:] = np.nan  # each host's baseline, looked up again in the new stage
 
     def bytes_per_host(self) -> int:
         histories = [h for h in (self.recent, self.stage5, self.baselines) if h is not None]

@@ -46,10 +46,12 @@ class Junction:
 
     def check_features(self, available: list[str]) -> None:
         """Refuse a model whose features the stream does not compute, with the first few named."""
-        if missing := [f for f in self.model.features_ if f not in set(available)]:
-            raise ModelError(f"model {self.model_set} needs {len(missing)} feature(s) the live stream does not "
-                             f"compute ({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}): "
-                             "retrain it on the current pipeline (`amoskys retrain`)")  # fmt: skip
+        _check_features(self.model, self.model_set, available)
+
+    def swap(self, model: BdhEnsemble, model_set: str, available: list[str]) -> None:
+        """Score with model from the next rows on (checked as ``check_features``); open alerts go on."""
+        _check_features(model, model_set, available)
+        self.model, self.model_set = model, model_set
 
     def judge(self, rows: pl.DataFrame) -> Verdicts:
         """Score rows (host, ts, features; in time order per host), store-ready detections and alert changes."""
@@ -71,3 +73,10 @@ class Junction:
     def close_quiet(self, now_ns: int) -> list[OpenAlert]:
         """Alerts of hosts quiet (or silent) for the policy's quiet period by now_ns, now closed."""
         return self.tracker.close_quiet(now_ns)
+
+
+def _check_features(model: BdhEnsemble, model_set: str, available: list[str]) -> None:
+    if missing := [f for f in model.features_ if f not in set(available)]:
+        raise ModelError(f"model {model_set} needs {len(missing)} feature(s) the live stream does not compute "
+                         f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}): retrain it on the current "
+                         "pipeline (`amoskys retrain`)")  # fmt: skip

@@ -13,7 +13,8 @@ it is not worse than the active one on the same holdout.
    With labels on the holdout the better PR-AUC wins; without, the fewer rows at or above
    the alert level (false alarms, on data believed normal). The candidate is promoted,
    its entries copied into the active registry, unless it is worse by more than
-   ``TOLERANCE``; the detector uses it from its next start.
+   ``TOLERANCE``; the detector uses it from its next start, or at once when it runs this
+   on a schedule (``schedule``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class RetrainReport:
 
             out.append(f"holdout     {self.metric}: candidate {self.candidate} {shown(self.candidate_value)}, "
                        f"active {self.active or 'none'} {shown(self.active_value)}")  # fmt: skip
-            out.append("promoted    " + ("yes: the detector uses it from its next start" if self.promoted
+            out.append("promoted    " + ("yes: detectors use it from their next start (on a retrain schedule, at once)"
+                                         if self.promoted
                                          else "no: the candidate is worse; the active set stays"))  # fmt: skip
         return out
 

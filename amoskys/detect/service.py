@@ -7,13 +7,15 @@ the Score Junction (``junction``), then writes the detections and alert changes 
 store in one transaction each. Rows older than the detector's start are warm-up: they
 fill each host's windows but are not scored (they were, or could have been, by an
 earlier run). A host silent for ``stale_seconds`` is marked stale: its open alert is
-closed by the quiet period, and silence itself never raises one.
+closed by the quiet period, and silence itself never raises one. With a retrain schedule
+(``schedule``), a model set it promotes is swapped in between two micro-batches.
 """
 
 from __future__ import annotations
 
 import gc
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +30,8 @@ from amoskys.detect.decode import snapshots_of
 from amoskys.detect.features import StreamFeatures
 from amoskys.detect.junction import Junction
 from amoskys.detect.policy import OpenAlert
-from amoskys.errors import TransportError
+from amoskys.detect.schedule import RetrainSchedule
+from amoskys.errors import ModelError, TransportError
 from amoskys.store.alerts import Alert, Detection, save_alert, write_detections
 from amoskys.store.store import Store
 from amoskys.telemetry.telemetry_pb2 import EventBatch
@@ -44,12 +47,14 @@ class DetectorCounts:
     warmup_rows: int = 0
     scored_rows: int = 0
     alerts_opened: int = 0
+    swaps: int = 0  # model sets swapped in by the retrain schedule
     canonical: dict = field(default_factory=dict)  # stage 1's counts (merged, out_of_order, ...)
 
     def line(self) -> str:
         late = self.canonical.get("out_of_order", 0)
         return (f"{self.snapshots:,} snapshots, {self.scored_rows:,} rows scored ({self.warmup_rows:,} warm-up), "
-                f"{self.alerts_opened} alerts" + (f", {late} out of order skipped" if late else ""))  # fmt: skip
+                f"{self.alerts_opened} alerts" + (f", {late} out of order skipped" if late else "")
+                + (f", {self.swaps} model swaps" if self.swaps else ""))  # fmt: skip
 
 
 class Detector:
@@ -69,6 +74,7 @@ class Detector:
         self.last_seen: dict[str, float] = {}  # host -> monotonic time of its last snapshot
         self._alert_ids: dict[int, int] = {}  # id(OpenAlert) -> its row in the store
         self.on_stored: Callable[[list[Detection]], None] | None = None  # told of each batch of detections stored
+        self.retraining: RetrainSchedule | None = None  # polled between micro-batches by ``run``
 
     def process(self, batches: list[EventBatch]) -> int:
         """Score the snapshots of batches; returns how many rows were scored."""
@@ -94,6 +100,14 @@ class Detector:
         self._save(self.junction.close_quiet(now_ns()))
         return scored
 
+    def swap(self, live) -> None:
+        """Score with live (a ``cli.LiveModel``) from the next micro-batch on: its stage 5 and model, both
+        checked against the stream before either is used. Each host's windows and open alerts go on."""
+        self.features.check_stage5(live.anomaly)
+        self.junction.swap(live.model, live.entry_id, self.features.names)  # checks the model first
+        self.features.use_stage5(live.anomaly)
+        self.counts.swaps += 1
+
     def stale_hosts(self) -> list[str]:
         cutoff = time.monotonic() - self.stale_s
         return sorted(host for host, seen in self.last_seen.items() if seen < cutoff)
@@ -116,10 +130,26 @@ class Detector:
                     self.process(batches)
                 else:
                     self._save(self.junction.close_quiet(now_ns()))
+                if self.retraining is not None:
+                    self._retrain_round()
                 if on_progress is not None:
                     on_progress(self)
         finally:
             client.close()  # ends the Subscribe stream, and with it the reader
+            if self.retraining is not None:
+                self.retraining.close()
+
+    def _retrain_round(self) -> None:
+        """Poll the schedule; swap in the set a finished round promoted (a set that does not fit: said, skipped)."""
+        finished = self.retraining.poll()
+        if finished is None or finished.promoted is None:
+            return
+        try:
+            self.swap(finished.promoted)
+        except ModelError as error:
+            print(f"amoskys detect: keeping model {self.junction.model_set}: {error}", file=sys.stderr, flush=True)
+            return
+        print(f"amoskys detect: now scoring with model {self.junction.model_set}", flush=True)
 
     def _slot(self, host: str) -> int:
         self.last_seen[host] = time.monotonic()
