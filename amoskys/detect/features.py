@@ -37,7 +37,6 @@ from amoskys.pipeline.anomaly import AnomalyStage
 from amoskys.pipeline.canonical import canonical_features
 from amoskys.pipeline.cross import cross_defs
 from amoskys.pipeline.features import apply
-from amoskys.pipeline.jit import emitted_rows
 from amoskys.pipeline.packs._security_kernel import BASELINE_S, INPUTS as SECURITY_INPUTS, LONG_S, OUTPUTS, security_arrays
 from amoskys.pipeline.temporal import KEY_METRICS as TEMPORAL_METRICS, temporal_defs
 from amoskys.pipeline.temporal_kernel import NO_EWM_STATE, temporal_arrays
@@ -138,23 +137,19 @@ class StreamFeatures:
         x = [np.ascontiguousarray(metrics[:, j]) for j in range(len(TEMPORAL_METRICS))]
         per_metric = temporal_arrays(all_ts, x, starts, windows_s, self.settings.ewm_half_lives_seconds, emit,
                                      self._ewm[hosts], self._ewm_ns[hosts])  # fmt: skip
-        new = emitted_rows(starts, emit)
-        outputs = [row[new] for metric in per_metric for row in metric]
-        last = starts[1:] - 1  # each host's newest row: its EWMs carry on from there
+        newest = np.cumsum(starts[1:] - emit) - 1  # each host's newest row, as an output column: its EWMs go on
         ewm_rows = len(self.settings.ewm_half_lives_seconds)
-        self._ewm[hosts] = np.stack([metric[-ewm_rows:, last].T for metric in per_metric], axis=1) if ewm_rows else 0.0
-        self._ewm_ns[hosts] = all_ts[last]
+        self._ewm[hosts] = np.stack([metric[-ewm_rows:, newest].T for metric in per_metric], axis=1) if ewm_rows else 0.0
+        self._ewm_ns[hosts] = all_ts[starts[1:] - 1]
+        outputs = [row for metric in per_metric for row in metric]
         return pl.DataFrame([pl.Series(d.feature.name, column, nan_to_null=d.stat == "volatility")
                              for d, column in zip(self.temporal, outputs)])  # fmt: skip
 
     def _security(self, hosts, new_starts, ts, values) -> pl.DataFrame:
         medians = self.baselines.push(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))
         all_ts, inputs, starts, emit = self.recent.assemble(hosts, new_starts, ts, values, columns=SECURITY_INPUTS)
-        new = emitted_rows(starts, emit)
-        baselines = np.full((len(BASELINE_METRICS), len(all_ts)), np.nan)
-        baselines[:, new] = medians.T
-        out = security_arrays(all_ts, tuple(inputs.T), starts, emit, baselines)
-        return pl.DataFrame([pl.Series(name, out[j, new], nan_to_null=True) for j, name in enumerate(OUTPUTS)])
+        out = security_arrays(all_ts, tuple(inputs.T), starts, emit, medians.T)
+        return pl.DataFrame([pl.Series(name, out[j], nan_to_null=True) for j, name in enumerate(OUTPUTS)])
 
     def _stage5(self, hosts, host_names: list[str], new_starts, ts, values) -> pl.DataFrame:
         inputs = self._columns(values, self.stage5.columns)

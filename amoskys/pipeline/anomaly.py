@@ -234,9 +234,8 @@ class AnomalyStage:
         cpu_net_corr = pearson(cpu_net[:1], cpu_net[1:], 0, ts_ns, starts, window_ns, emit_from)
         names = [f"{m}_perm_entropy_s{k}_{w}" for m in self.key_metrics for k in self.entropy_scales]
         names += [f"{m}_autocorr_{w}" for m in self.key_metrics] + [f"cpu_net_corr_{w}"]
-        rows = slice(None) if emit_from is None else emitted_rows(starts, emit_from)
         columns = [*entropy, *autocorr, *cpu_net_corr]
-        return {name: pl.Series(name, column[rows], nan_to_null=True) for name, column in zip(names, columns)}
+        return {name: pl.Series(name, column, nan_to_null=True) for name, column in zip(names, columns)}
 
     def _scores(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lof, iforest) of each row of z; sklearn's scores negated so higher = more anomalous."""

@@ -13,6 +13,10 @@ Conventions for a kernel (see ``temporal`` for one):
   ``first..last - 1``, so that ``by_hosts`` can give each thread a share of the hosts;
 - it writes into output arrays allocated by the caller, one row per feature
   (``out[f, i]``: each feature's values are contiguous, one Polars column each);
+- streaming: given ``emit_from`` (per host, its first row to compute; the earlier ones
+  are history), it writes only the rows it computes, each host's after the one
+  before's (``output_columns``), so nothing is allocated, filled or copied for the
+  history; without it, every row, in place;
 - it is compiled with ``njit``: cached on disk (compiled once per install), the GIL
   released, and NumPy's rules for floats (x / 0 is inf or NaN, never an exception).
 """
@@ -50,6 +54,21 @@ def emitted_rows(starts: np.ndarray, emit_from: np.ndarray) -> np.ndarray:
     counts = starts[1:] - emit_from
     first_out = np.cumsum(counts) - counts  # where each segment's rows begin in the result
     return np.repeat(emit_from - first_out, counts) + np.arange(counts.sum())
+
+
+def output_columns(starts: np.ndarray, emit_from: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(emit_from, shift, columns): per host, the first row to compute (its first row unless given) and what to
+    add to a row's index for its output column; and how many columns the output has (the rows computed, in
+    the order of ``emitted_rows``).
+
+    >>> emit_from, shift, columns = output_columns(np.array([0, 3, 5]), np.array([1, 5]))
+    >>> (emit_from + shift).tolist(), columns
+    ([0, 2], 2)
+    """
+    emit_from = starts[:-1] if emit_from is None else np.asarray(emit_from, dtype=np.int64)
+    counts = starts[1:] - emit_from
+    first_column = np.cumsum(counts) - counts
+    return emit_from, first_column - emit_from, int(counts.sum())
 
 
 def by_hosts(kernel, starts: np.ndarray, *args) -> None:

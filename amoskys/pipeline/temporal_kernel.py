@@ -23,7 +23,7 @@ equals mᵢ₋₁: Polars' ``ewm_mean_by``, operation for operation (so bit for 
 
 Stream use: a live detector passes each host's buffered rows followed by its new rows,
 and ``emit_from``, per host the index of its first new row: earlier rows are read as
-history only (their outputs are NaN). A window output needs the rows of the last max(w)
+history only, and the outputs are the new rows' (``jit.output_columns``). A window output needs the rows of the last max(w)
 seconds, both ends included (``roc`` reads the sample exactly w ago): on a 5 s grid,
 max(w) / 5 + 1 rows. An EWM needs every row since the host's first, or its value at an
 earlier time: ``ewm_from`` (per metric and half-life; the EWM outputs of the last row
@@ -37,7 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from amoskys.pipeline.jit import by_hosts, njit
+from amoskys.pipeline.jit import by_hosts, njit, output_columns
 
 STATS = ("mean", "std", "min", "max", "roc", "slope", "volatility")
 _MEAN, _STD, _MIN, _MAX, _ROC, _SLOPE, _VOLATILITY = range(len(STATS))
@@ -60,17 +60,17 @@ def temporal_arrays(
     ewm_from: np.ndarray | None = None,
     ewm_from_ns: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Per metric, the (``rows_per_metric``, len(ts_ns)) array of its stage-2 features.
+    """Per metric, the (``rows_per_metric``, rows computed) array of its stage-2 features.
 
     ts_ns: int64 nanoseconds, increasing within each host's segment ``starts[s]:starts[s + 1]``;
     x: per metric, its values (rows), never NaN. emit_from: per host, the first row to compute (default: the
-    host's first). ewm_from: (hosts, metrics, half-lives) EWM values at the times ewm_from_ns,
+    host's first; the result then has a column per row of ts_ns). ewm_from: (hosts, metrics, half-lives) EWM values at the times ewm_from_ns,
     ``NO_EWM_STATE`` for a host without them (default: none has them).
     """
     if min((*windows_s, *half_lives_s), default=1.0) <= 0:
         raise ValueError(f"windows and half-lives must be positive: {windows_s}, {half_lives_s}")
     hosts, metrics = len(starts) - 1, len(x)
-    emit_from = starts[:-1] if emit_from is None else np.asarray(emit_from, dtype=np.int64)
+    emit_from, shift, columns = output_columns(starts, emit_from)
     if np.any(emit_from < starts[:-1]) or np.any(emit_from > starts[1:]):
         raise ValueError("emit_from must lie within each host's rows")
     if (ewm_from is None) != (ewm_from_ns is None):
@@ -81,9 +81,9 @@ def temporal_arrays(
     ts_ns, ewm_from_ns = np.ascontiguousarray(ts_ns, dtype=np.int64), np.asarray(ewm_from_ns, dtype=np.int64)
     features = []
     for m in range(metrics):
-        out = np.empty((rows_per_metric(len(windows_s), len(half_lives_s)), len(ts_ns)))
+        out = np.empty((rows_per_metric(len(windows_s), len(half_lives_s)), columns))
         by_hosts(_metric_features, starts, ts_ns, np.ascontiguousarray(x[m], dtype=np.float64), _ns(windows_s),
-                 _ns(half_lives_s), emit_from, np.ascontiguousarray(ewm_from[:, m], dtype=np.float64), ewm_from_ns,
+                 _ns(half_lives_s), emit_from, shift, np.ascontiguousarray(ewm_from[:, m], dtype=np.float64), ewm_from_ns,
                  out)  # fmt: skip
         features.append(out)
     return features
@@ -94,26 +94,27 @@ def _ns(durations_s: tuple[float, ...]) -> np.ndarray:
 
 
 @njit
-def _metric_features(first, last, starts, ts_ns, x, windows_ns, half_lives_ns, emit_from, ewm_from, ewm_from_ns, out):
-    """One metric's features (rows of out, ``rows_per_metric``) for hosts first..last - 1."""
+def _metric_features(first, last, starts, ts_ns, x, windows_ns, half_lives_ns, emit_from, shift, ewm_from,
+                     ewm_from_ns, out):  # fmt: skip
+    """One metric's features (rows of out, ``rows_per_metric``) for hosts first..last - 1; row i's go to
+    column i + shift[s]."""
     for s in range(first, last):
         lo, hi, emit = starts[s], starts[s + 1], emit_from[s]
-        out[:, lo:emit] = np.nan
         if emit == hi:
             continue
         suffix = np.empty((hi - lo, len(_EMPTY)))
         for k in range(len(windows_ns)):
             stats = out[k * len(STATS) : (k + 1) * len(STATS)]
-            _window_stats(ts_ns, x, windows_ns[k], lo, hi, emit, suffix, stats)
+            _window_stats(ts_ns, x, windows_ns[k], lo, hi, emit, shift[s], suffix, stats)
         first_ewm = len(windows_ns) * len(STATS)
         for h in range(len(half_lives_ns)):
-            _ewm(ts_ns, x, half_lives_ns[h], lo, hi, emit, ewm_from[s, h], ewm_from_ns[s], out[first_ewm + h])
+            _ewm(ts_ns, x, half_lives_ns[h], lo, hi, emit, shift[s], ewm_from[s, h], ewm_from_ns[s], out[first_ewm + h])
 
 
 @njit
-def _window_stats(ts_ns, x, window_ns, lo, hi, emit, suffix, stats):
-    """One metric's ``STATS`` over one window (into the rows of stats), for rows emit..hi - 1 of
-    the segment lo:hi; suffix: scratch, one row per row of the segment."""
+def _window_stats(ts_ns, x, window_ns, lo, hi, emit, shift, suffix, stats):
+    """One metric's ``STATS`` over one window (into the rows of stats, row i at column i + shift), for rows
+    emit..hi - 1 of the segment lo:hi; suffix: scratch, one row per row of the segment."""
     start = _oldest(ts_ns, lo, emit, window_ns)  # the oldest row an output reads
     oldest, at_edge = start, lo  # of the current row's (t - w, t], and of [t - w, t] for its roc
     window_s = window_ns / _NS
@@ -126,7 +127,7 @@ def _window_stats(ts_ns, x, window_ns, lo, hi, emit, suffix, stats):
         # the next block's first sample anchors this block's suffixes (unused after the last block)
         _keep_suffixes(ts_ns, x, lo, begin, end, min(end, hi - 1), suffix)
         prefix = _EMPTY
-        for i in range(begin, end):
+        for i in range(begin, end if end > emit else begin):  # a block wholly before emit: its suffixes only
             prefix = _add(prefix, float(ts_ns[i] - ts_ns[begin]), x[i] - x[begin], x[i])
             if i < emit:
                 continue
@@ -135,7 +136,7 @@ def _window_stats(ts_ns, x, window_ns, lo, hi, emit, suffix, stats):
             while ts_ns[at_edge] < ts_ns[i] - window_ns:
                 at_edge += 1
             window = _merge(_suffix(suffix, oldest - lo), prefix) if oldest < begin else prefix
-            _write_stats(window, i - oldest + 1, x[begin], x[i] - x[at_edge], window_s, stats, i)
+            _write_stats(window, i - oldest + 1, x[begin], x[i] - x[at_edge], window_s, stats, i + shift)
         begin = end
 
 
@@ -182,7 +183,7 @@ def _suffix(suffix, j):
 
 @njit
 def _write_stats(sums, n, anchor, change, window_s, stats, i):
-    """Row i's ``STATS``, from the sums of its n samples about anchor, and its change over the window."""
+    """Column i of the ``STATS``, from the sums of its n samples about anchor, and its change over the window."""
     share = 1.0 / n
     mean_du, mean_dx = sums[0] * share, sums[2] * share
     var_u = sums[1] * share - mean_du * mean_du
@@ -198,13 +199,13 @@ def _write_stats(sums, n, anchor, change, window_s, stats, i):
 
 
 @njit
-def _ewm(ts_ns, x, half_life_ns, lo, hi, emit, state, state_ns, out):
-    """One metric's EWM for rows emit..hi - 1 of the segment lo:hi, from state at state_ns if
-    given, else from the segment's first row."""
+def _ewm(ts_ns, x, half_life_ns, lo, hi, emit, shift, state, state_ns, out):
+    """One metric's EWM for rows emit..hi - 1 of the segment lo:hi (row i at out[i + shift]), from state at
+    state_ns if given, else from the segment's first row."""
     if state_ns == NO_EWM_STATE:
         ewm, previous_ns, begin = x[lo], ts_ns[lo], lo + 1
         if emit == lo:
-            out[lo] = ewm
+            out[lo + shift] = ewm
     else:
         ewm, previous_ns, begin = state, state_ns, emit
     keep, step_ns = 0.0, -1  # the weight 1 - a after a step of step_ns
@@ -215,4 +216,4 @@ def _ewm(ts_ns, x, half_life_ns, lo, hi, emit, state, state_ns, out):
         previous_ns = ts_ns[i]
         ewm = (1.0 - keep) * x[i] + keep * ewm if x[i] != ewm else x[i]
         if i >= emit:
-            out[i] = ewm
+            out[i + shift] = ewm

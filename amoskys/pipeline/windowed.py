@@ -18,8 +18,8 @@ spans a host change or a gap.
   the block holds until its oldest row passes it, and then (the window's pairs all
   lying in the block) the block's oldest pair.
 
-Streaming: a kernel writes outputs only for the rows of each host from ``emit_from`` on
-(NaN before), reading earlier rows as history. An output at time t is exactly that of a
+Streaming: a kernel computes only the rows of each host from ``emit_from`` on, reading
+earlier rows as history, and its output holds those rows only (``jit.output_columns``). An output at time t is exactly that of a
 run over the whole history when the rows given hold the host's rows in (t − 2w, t] and
 the row just before them (a window's oldest pattern or pair reaches back up to w more):
 on the 5 s grid with w = 300 s, the 120 rows before the first row to emit.
@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from amoskys.pipeline.jit import by_hosts, njit
+from amoskys.pipeline.jit import by_hosts, njit, output_columns
 
 MIN_SAMPLES = 5  # fewer pairs or patterns in a window: warm-up, null
 _FLAT = 1e-10  # a window whose variance is below this share of its mean square is constant
@@ -53,8 +53,9 @@ def permutation_entropy(x, scales, ts_ns: np.ndarray, starts: np.ndarray, window
     apart.
     """
     x, scales = np.ascontiguousarray(x, dtype=np.float64), np.asarray(scales, dtype=np.int64)
-    out = np.empty((len(x) * len(scales), x.shape[1]))
-    by_hosts(_entropy_kernel, starts, _emit_from(starts, emit_from), ts_ns, window_ns, x, scales, out)
+    emit_from, shift, columns = output_columns(starts, emit_from)
+    out = np.empty((len(x) * len(scales), columns))
+    by_hosts(_entropy_kernel, starts, emit_from, shift, ts_ns, window_ns, x, scales, out)
     return out
 
 
@@ -67,14 +68,10 @@ def pearson(a, b, lag: int, ts_ns: np.ndarray, starts: np.ndarray, window_ns: in
     its mean square); NaN in warm-up (fewer than ``MIN_SAMPLES`` pairs).
     """
     a, b = np.ascontiguousarray(a, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64)
-    out = np.empty(b.shape)
-    by_hosts(_pearson_kernel, starts, _emit_from(starts, emit_from), ts_ns, window_ns, a, b, lag, out)
+    emit_from, shift, columns = output_columns(starts, emit_from)
+    out = np.empty((len(b), columns))
+    by_hosts(_pearson_kernel, starts, emit_from, shift, ts_ns, window_ns, a, b, lag, out)
     return out
-
-
-def _emit_from(starts: np.ndarray, emit_from: np.ndarray | None) -> np.ndarray:
-    """The first row to write of each host: its first row unless given."""
-    return starts[:-1] if emit_from is None else np.asarray(emit_from, dtype=np.int64)
 
 
 @njit
@@ -90,10 +87,9 @@ def _window_starts(ts_ns, window_ns):
 
 
 @njit
-def _entropy_kernel(first, last, starts, emit_from, ts_ns, window_ns, x, scales, out):
+def _entropy_kernel(first, last, starts, emit_from, shift, ts_ns, window_ns, x, scales, out):
     for s in range(first, last):
         start, end = starts[s], starts[s + 1]
-        out[:, start : emit_from[s]] = np.nan
         if emit_from[s] == end:
             continue
         # The rows the outputs read: the first emitted row's window, and the 3k - 1 samples before its oldest
@@ -110,7 +106,7 @@ def _entropy_kernel(first, last, starts, emit_from, ts_ns, window_ns, x, scales,
             for j, k in enumerate(scales):
                 _trailing_mean(x[m, start:end], k, y)
                 _ordinal_patterns(y, k, ts, window_ns, code)
-                _slide_entropy(code, lo, emit, x_log_x, out[m * len(scales) + j, start:end])
+                _slide_entropy(code, lo, emit, x_log_x, out[m * len(scales) + j], start + shift[s])
 
 
 @njit
@@ -156,12 +152,11 @@ def _ordinal_patterns(y, k, ts_ns, window_ns, code):
 
 
 @njit
-def _slide_entropy(code, lo, emit, x_log_x, out):
-    """out[i] for i ≥ emit: the entropy of the patterns of rows lo[i]..i; NaN before.
+def _slide_entropy(code, lo, emit, x_log_x, out, shift):
+    """out[i + shift] for i ≥ emit: the entropy of the patterns of rows lo[i]..i.
 
     (Codes and counts are unsigned, as indices: no negative-index wraparound to compute.)
     """
-    out[:emit] = np.nan
     counts = np.zeros(_PATTERNS + 1, dtype=np.uint32)  # the last counts rows without a pattern
     oldest = lo[emit] if emit < len(code) else len(code)
     for i in range(oldest, len(code)):
@@ -174,11 +169,11 @@ def _slide_entropy(code, lo, emit, x_log_x, out):
             for p in range(_PATTERNS):
                 n, spread = n + counts[p], spread + x_log_x[counts[p]]
             entropy = min(max((x_log_x[n] - spread) / (n * _LOG_PATTERNS), 0.0), 1.0)
-            out[i] = entropy if n >= MIN_SAMPLES else np.nan
+            out[i + shift] = entropy if n >= MIN_SAMPLES else np.nan
 
 
 @njit
-def _pearson_kernel(first, last, starts, emit_from, ts_ns, window_ns, a, b, lag, out):
+def _pearson_kernel(first, last, starts, emit_from, shift, ts_ns, window_ns, a, b, lag, out):
     for s in range(first, last):
         start, end = starts[s], starts[s + 1]
         ts = ts_ns[start:end]
@@ -187,7 +182,8 @@ def _pearson_kernel(first, last, starts, emit_from, ts_ns, window_ns, a, b, lag,
         for p in range(len(b)):
             x, y = a[p, start:end], b[p, start:end]
             _pairs(x, y, lag, ts, window_ns, paired)
-            _block_pearson(x, y, lag, paired, ts, window_ns, lo, emit_from[s] - start, suffix, out[p, start:end])
+            _block_pearson(x, y, lag, paired, ts, window_ns, lo, emit_from[s] - start, suffix, out[p],
+                           start + shift[s])  # fmt: skip
 
 
 @njit
@@ -201,9 +197,8 @@ def _pairs(a, b, lag, ts_ns, window_ns, paired):
 
 
 @njit
-def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, emit, suffix, out):
-    """out[i] for i ≥ emit: r over rows lo[i]..i, block by block (see the module docstring); NaN before."""
-    out[:emit] = np.nan
+def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, emit, suffix, out, shift):
+    """out[i + shift] for i ≥ emit: r over rows lo[i]..i, block by block (see the module docstring)."""
     i = emit
     while 0 < i < len(b) and ts_ns[i - 1] // window_ns == ts_ns[emit] // window_ns:
         i -= 1  # back to the first row of emit's block
@@ -223,7 +218,7 @@ def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, emit, suffix, out):
             if i >= emit:  # plus the pairs of the earlier block in the window (its oldest row is at most first)
                 j = lo[i]
                 older = (suffix[j, 0], suffix[j, 1], suffix[j, 2], suffix[j, 3], suffix[j, 4], suffix[j, 5])
-                out[i] = _r(sums, older, ref_a, ref_b)
+                out[i + shift] = _r(sums, older, ref_a, ref_b)
             i += 1
 
 

@@ -449,6 +449,5 @@ def test_windowed_outputs_from_emit_from_equal_a_full_run_given_two_windows_of_h
         part = [permutation_entropy(x[:, rows], (1, 4), ts[rows], buffer_starts, W_NS, buffer_emit),
                 pearson(z[:, rows], z[:, rows], 1, ts[rows], buffer_starts, W_NS, buffer_emit)]  # fmt: skip
         emitted = np.concatenate([np.arange(e, end) for e, end in zip(buffer_emit, buffer_starts[1:])])
-        for whole, buffered in zip(full, part):
-            assert np.array_equal(buffered[:, emitted], whole[:, rows[emitted]], equal_nan=True)
-            assert np.isnan(np.delete(buffered, emitted, axis=1)).all()
+        for whole, buffered in zip(full, part):  # the emitted rows only, host after host
+            assert np.array_equal(buffered, whole[:, rows[emitted]], equal_nan=True)

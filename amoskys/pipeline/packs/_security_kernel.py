@@ -17,7 +17,7 @@ returns one row per feature, in ``OUTPUTS`` order, NaN where the feature is null
 
 Stream use: a live detector passes each host's buffered rows followed by its new rows,
 and ``emit_from`` (per host, the index of its first new row); rows before it are history
-only, their outputs NaN. The output at time t is bit for bit that of a run over the
+only, and the output holds the new rows only (``jit.output_columns``). The output at time t is bit for bit that of a run over the
 whole history when the rows given hold the host's rows of [t − 3600 s, t] and the one
 row before them (for the exits of the 300 s window's oldest row): on the 5 s grid, the
 721 rows before the first row to emit; or, given the baselines, of [t − 300 s, t] and the
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from amoskys.pipeline.jit import by_hosts, njit
+from amoskys.pipeline.jit import by_hosts, njit, output_columns
 
 INPUTS = (
     "tcp_attempt_fails_per_s", "tcp_out_rsts_per_s", "tcp_active_opens_per_s", "process_forks_per_s",
@@ -55,19 +55,20 @@ _SHORT_NS, _LONG_NS, _BASELINE_NS = int(SHORT_S * _NS), int(LONG_S * _NS), int(B
 
 def security_arrays(ts_ns: np.ndarray, columns: tuple[np.ndarray, ...], starts: np.ndarray,
                     emit_from: np.ndarray | None = None, baselines: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
-    """(``OUTPUTS``, rows) float64 array of the features, NaN where null.
+    """(``OUTPUTS``, rows computed) float64 array of the features, NaN where null.
 
     ts_ns: int64 nanoseconds, increasing within each host segment ``starts[s]:starts[s + 1]``;
     columns: one float64 array per name of ``INPUTS`` (NaN = missing); emit_from: per host,
-    its first row to compute, by default its first row; baselines: (2, rows), the tx and
-    forks baselines of the rows to compute, when the caller keeps them (a live detector's
+    its first row to compute, by default its first row (the result holds the rows computed:
+    ``jit.output_columns``); baselines: (2, rows computed), the tx and forks baselines of
+    the rows to compute, when the caller keeps them (a live detector's
     running medians: the rows given then need to reach back 300 s only).
     """
-    out = np.empty((len(OUTPUTS), len(ts_ns)))
-    emit_from = starts[:-1] if emit_from is None else np.asarray(emit_from, dtype=np.int64)
+    emit_from, shift, computed = output_columns(starts, emit_from)
+    out = np.empty((len(OUTPUTS), computed))
     columns = tuple(_read_only(values) for values in columns)
     baselines = np.empty((2, 0)) if baselines is None else np.ascontiguousarray(baselines, dtype=np.float64)
-    by_hosts(_kernel, starts, emit_from, np.ascontiguousarray(ts_ns, dtype=np.int64), columns, baselines, out)
+    by_hosts(_kernel, starts, emit_from, shift, np.ascontiguousarray(ts_ns, dtype=np.int64), columns, baselines, out)
     return out
 
 
@@ -80,21 +81,21 @@ def _read_only(values: np.ndarray) -> np.ndarray:
 
 
 @njit
-def _kernel(first, last, starts, emit_from, ts, x, given_baselines, out):
-    """Every feature of the hosts first..last - 1 (``jit``'s conventions); given_baselines: (2, rows), or
-    (2, 0) to compute them."""
+def _kernel(first, last, starts, emit_from, shift, ts, x, given_baselines, out):
+    """Every feature of the hosts first..last - 1 (``jit``'s conventions); given_baselines: (2, rows computed),
+    or (2, 0) to compute them."""
     for s in range(first, last):
         lo, hi, emit = starts[s], starts[s + 1], min(emit_from[s], starts[s + 1])
-        out[:, lo:emit] = np.nan
         if emit < hi:
             derived = _per_row(ts, x, lo, hi)
+            host_out = out[:, emit + shift[s] : hi + shift[s]]  # row i at column i - emit
             if given_baselines.shape[1]:
-                baselines = given_baselines[:, emit:hi]
+                baselines = given_baselines[:, emit + shift[s] : hi + shift[s]]
             else:
                 baselines = np.stack((_median_before(ts, x[_TX], lo, emit, hi),
                                       _median_before(ts, x[_FORKS], lo, emit, hi)))  # fmt: skip
-            _windows(ts, x, derived, baselines, lo, emit, hi, _SHORT, out)
-            _windows(ts, x, derived, baselines, lo, emit, hi, _LONG, out)
+            _windows(ts, x, derived, baselines, lo, emit, hi, _SHORT, host_out)
+            _windows(ts, x, derived, baselines, lo, emit, hi, _LONG, host_out)
 
 
 _EXITED, _DISK, _NET, _SHARE = range(4)  # the rows of ``_per_row``
@@ -130,7 +131,8 @@ _MOMENTS = 12
 
 @njit
 def _windows(ts, x, derived, baselines, lo, emit, hi, kind, out):
-    """The features of the 60 s (kind ``_SHORT``) or 300 s (``_LONG``) windows of rows emit..hi - 1.
+    """The features of the 60 s (kind ``_SHORT``) or 300 s (``_LONG``) windows of rows emit..hi - 1, row i's
+    into column i − emit of out.
 
     Time is cut into blocks as long as the window, aligned on the epoch, so a row's window
     (t − w, t] is a suffix of the previous block's rows and a prefix of its own block's. The
@@ -163,9 +165,9 @@ def _windows(ts, x, derived, baselines, lo, emit, hi, kind, out):
             _merge(after[begins - 1 - oldest], prefix, merged, kind)
             moments = merged
         if kind == _SHORT:
-            _short_features(moments, oldest == lo, x, i, baselines[:, i - emit], out)
+            _short_features(moments, oldest == lo, x, i, baselines[:, i - emit], out, i - emit)
         else:
-            _long_features(moments, oldest == lo, i, out)
+            _long_features(moments, oldest == lo, out, i - emit)
 
 
 @njit
@@ -226,35 +228,35 @@ def _merge(p, q, m, kind):
 
 
 @njit
-def _short_features(m, from_first_row, x, i, baselines, out):
-    """Row i's features of its 60 s window, of moments m (from_first_row: it holds the segment's first row),
+def _short_features(m, from_first_row, x, i, baselines, out, column):
+    """Row i's features (into column of out) of its 60 s window, of moments m (from_first_row: it holds the segment's first row),
     its surges over the baselines (tx, forks) and its runnable processes per core."""
     n = m[_N]
     fail_mean, rst_mean, fork_mean = m[_FAIL_SUM] / n, m[_RST_SUM] / n, m[_FORK_SUM] / n
-    out[_FAIL_RATE, i] = fail_mean
-    out[_RST_RATE, i] = rst_mean
-    out[_FAIL_SHARE, i] = _ratio(m[_FAIL_SUM], m[_OPEN_SUM], 0.0)
+    out[_FAIL_RATE, column] = fail_mean
+    out[_RST_RATE, column] = rst_mean
+    out[_FAIL_SHARE, column] = _ratio(m[_FAIL_SUM], m[_OPEN_SUM], 0.0)
     # a NaN in the window makes the mean NaN, and with it the burstiness, whatever max made of it
-    out[_FAIL_BURSTINESS, i] = _ratio(m[_FAIL_MAX], fail_mean, 1.0)
-    out[_RST_BURSTINESS, i] = _ratio(m[_RST_MAX], rst_mean, 1.0)
-    out[_NEW_PER_MIN, i] = fork_mean * 60.0
-    out[_EXITED_PER_MIN, i] = _mean_exited(m[_EXITED_SUM], n, from_first_row) * 60.0
-    out[_TX_SURGE, i] = _safe_ratio(m[_TX_SUM] / n, _clip(baselines[0], TX_FLOOR_BYTES_PER_S, np.inf))
-    out[_TX_SHARE, i] = _safe_ratio(m[_TX_SUM], m[_NET_SUM])
-    out[_FORK_SURGE, i] = _safe_ratio(fork_mean, _clip(baselines[1], FORK_FLOOR_PER_S, np.inf))
-    out[_RUNNING_PER_CORE, i] = _safe_ratio(x[_RUNNING][i], x[_CPUS][i])
+    out[_FAIL_BURSTINESS, column] = _ratio(m[_FAIL_MAX], fail_mean, 1.0)
+    out[_RST_BURSTINESS, column] = _ratio(m[_RST_MAX], rst_mean, 1.0)
+    out[_NEW_PER_MIN, column] = fork_mean * 60.0
+    out[_EXITED_PER_MIN, column] = _mean_exited(m[_EXITED_SUM], n, from_first_row) * 60.0
+    out[_TX_SURGE, column] = _safe_ratio(m[_TX_SUM] / n, _clip(baselines[0], TX_FLOOR_BYTES_PER_S, np.inf))
+    out[_TX_SHARE, column] = _safe_ratio(m[_TX_SUM], m[_NET_SUM])
+    out[_FORK_SURGE, column] = _safe_ratio(fork_mean, _clip(baselines[1], FORK_FLOOR_PER_S, np.inf))
+    out[_RUNNING_PER_CORE, column] = _safe_ratio(x[_RUNNING][i], x[_CPUS][i])
 
 
 @njit
-def _long_features(m, from_first_row, i, out):
-    """Row i's features of its 300 s window, of moments m (from_first_row: it holds the segment's first row)."""
+def _long_features(m, from_first_row, out, column):
+    """A row's features (into column of out) of its 300 s window, of moments m (from_first_row: it holds the segment's first row)."""
     n = m[_N]
-    out[_SHORT_LIVED, i] = _clip(_safe_ratio(_mean_exited(m[_EXITED_SUM], n, from_first_row), m[_FORK_SUM] / n),
+    out[_SHORT_LIVED, column] = _clip(_safe_ratio(_mean_exited(m[_EXITED_SUM], n, from_first_row), m[_FORK_SUM] / n),
                                  0.0, 1.0)  # fmt: skip
     variability = _variability(m[_DISK_MEAN], m[_DISK_M2], n) + _variability(m[_NET_MEAN], m[_NET_M2], n)
-    out[_MINING, i] = _clip(m[_CPU_SUM] / n / 100.0, 0.0, 1.0) * (1.0 - variability / 2.0)
+    out[_MINING, column] = _clip(m[_CPU_SUM] / n / 100.0, 0.0, 1.0) * (1.0 - variability / 2.0)
     # one sample has no slope; two samples 2 s apart already give a variance of 1 s²
-    out[_LEAK_SLOPE, i] = m[_CROSS] / m[_TIME_M2] * 3600.0 if m[_TIME_M2] / n >= 1.0 else np.nan
+    out[_LEAK_SLOPE, column] = m[_CROSS] / m[_TIME_M2] * 3600.0 if m[_TIME_M2] / n >= 1.0 else np.nan
 
 
 @njit
