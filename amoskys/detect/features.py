@@ -11,12 +11,14 @@ holds them equal):
 - stage 4, the security pack (``_security_kernel``), needs 300 s of its inputs, and the
   medians of two metrics over the hour before the row: kept sorted and updated row by
   row (``medians``), rather than re-sorted from an hour of kept rows;
-- stage 5 (``AnomalyStage``, fitted on the training rows) needs 2 × its window of its
-  key metrics (a pattern's samples reach back up to a window before the window).
+- stage 5 (``AnomalyStage``, fitted on the training rows): its correlations need 2 × its
+  window of its key metrics (a pair's reference reaches back up to a window before the
+  window); its entropies come from running pattern counts (``patterns``), kept per host
+  and updated row by row.
 
 So the history comes in three depths: the running medians' hour of the two baseline
 metrics, stage 5's metrics for 2 × 300 s, every canonical column for 300 s (plus a
-row): about 61 KiB per host on the default 5 s grid. Only the security pack has a
+row); and the pattern counts: about 64 KiB per host on the default 5 s grid. Only the security pack has a
 stream kernel yet; a configuration enabling another pack is refused with a clear message.
 """
 
@@ -31,6 +33,7 @@ from amoskys.config import Config
 from amoskys.detect.canonical import CanonicalRows
 from amoskys.detect.history import History
 from amoskys.detect.medians import RunningMedians
+from amoskys.detect.patterns import RunningPatterns
 from amoskys.errors import ConfigError, ModelError
 from amoskys.pipeline import packs
 from amoskys.pipeline.anomaly import AnomalyStage
@@ -65,6 +68,9 @@ class StreamFeatures:
         # rows of history each depth keeps: its span on the grid, both ends, and one row before (exits, rates)
         self.recent = History(self.canonical_names, _rows(windows, step) + 1)
         self.stage5 = History(anomaly.inputs(), _rows(2 * anomaly.window_s, step))
+        self._key = [anomaly.inputs().index(m) for m in anomaly.key_metrics]  # stage 5's inputs: the entropies'
+        self.patterns = RunningPatterns(len(self._key), anomaly.entropy_scales, anomaly.window_ns(),
+                                        _rows(anomaly.window_s, step) + 1)  # fmt: skip
         self.baselines = None
         if self.security:
             self.baselines = RunningMedians(len(BASELINE_METRICS), round(BASELINE_S * 1e9), _rows(BASELINE_S, step) + 1)
@@ -91,7 +97,7 @@ class StreamFeatures:
         self._stage5_baseline[:] = np.nan  # each host's baseline, looked up again in the new stage
 
     def bytes_per_host(self) -> int:
-        histories = [h for h in (self.recent, self.stage5, self.baselines) if h is not None]
+        histories = [h for h in (self.recent, self.stage5, self.baselines, self.patterns) if h is not None]
         per_host = (self._ewm, self._ewm_ns, self._stage5_baseline)  # a row per host each, of 8-byte values
         return sum(h.bytes_per_host() for h in histories) + sum(8 * int(np.prod(a.shape[1:])) for a in per_host)
 
@@ -117,7 +123,7 @@ class StreamFeatures:
         return frame.select("host", "ts", *self.names)
 
     def _reserve(self, hosts: int) -> None:
-        for history in (self.recent, self.stage5, self.baselines):
+        for history in (self.recent, self.stage5, self.baselines, self.patterns):
             if history is not None:
                 history.reserve(hosts)
         if hosts > len(self._ewm_ns):
@@ -153,13 +159,14 @@ class StreamFeatures:
 
     def _stage5(self, hosts, host_names: list[str], new_starts, ts, values) -> pl.DataFrame:
         inputs = self._columns(values, self.stage5.columns)
+        entropy = self.patterns.push(hosts, new_starts, ts, inputs[:, self._key])
         all_ts, kept, starts, emit = self.stage5.assemble(hosts, new_starts, ts, inputs)
         self.stage5.append(hosts, new_starts, ts, inputs)
         if len(unseen := hosts[np.isnan(self._stage5_baseline[hosts, 0, 0])]):
             median, scale = self.anomaly.baselines_of([host_names[h] for h in unseen.tolist()])
             self._stage5_baseline[unseen] = np.stack([median, scale], axis=1)
         baseline = self._stage5_baseline[hosts]
-        return self.anomaly.transform_arrays(all_ts, kept, starts, baseline[:, 0], baseline[:, 1], emit)
+        return self.anomaly.transform_arrays(all_ts, kept, starts, baseline[:, 0], baseline[:, 1], emit, entropy)
 
 
 def _rows(span_s: float, step_s: float) -> int:

@@ -146,16 +146,19 @@ class AnomalyStage:
         return frame.hstack(columns)
 
     def transform_arrays(self, ts_ns: np.ndarray, inputs: np.ndarray, starts: np.ndarray, median: np.ndarray,
-                         scale: np.ndarray, emit_from: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
+                         scale: np.ndarray, emit_from: np.ndarray | None = None,
+                         entropy: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
         """The declared stage-5 columns of rows given as arrays: what ``transform`` adds, and what a live
         detector computes from each host's kept rows (no frame of them to build).
 
         ts_ns: int64, per host segment ``starts[s]:starts[s + 1]`` in time order; inputs: (rows, ``inputs()``),
-        NaN where missing; median, scale: (segments, ``inputs()``), each segment's baseline (``baselines_of``).
+        NaN where missing; median, scale: (segments, ``inputs()``), each segment's baseline (``baselines_of``);
+        entropy: the entropy rows of the rows to compute (``permutation_entropy``'s), when the caller keeps the
+        pattern counts (a live detector's ``RunningPatterns``).
         """
         z, cpu_net = robust_z(inputs, starts, median, scale, self._input_index(CPU), self._net_indices())
         key = [self._input_index(m) for m in self.key_metrics]
-        windowed = self._windowed(ts_ns, inputs[:, key].T, z[:, key].T, cpu_net, starts, emit_from)
+        windowed = self._windowed(ts_ns, inputs[:, key].T, z[:, key].T, cpu_net, starts, emit_from, entropy)
         z = z[:, key] if emit_from is None else z[emitted_rows(starts, emit_from)][:, key]
         lof, iforest = self._scores(np.where(np.isnan(z), 0.0, z))  # a missing metric counts as typical
         columns = {f"{m}_robust_z": pl.Series(z[:, j], nan_to_null=True) for j, m in enumerate(self.key_metrics)}
@@ -205,6 +208,9 @@ class AnomalyStage:
         if not hasattr(self, "baselines_"):
             raise ModelError("AnomalyStage is not fitted: call fit(train) first")
 
+    def window_ns(self) -> int:
+        return int(round(self.window_s * 1e9))
+
     def inputs(self) -> list[str]:
         """The key metrics plus the ones the CPU/network correlation needs, each once."""
         return list(dict.fromkeys((*self.key_metrics, CPU, *NET)))
@@ -224,12 +230,13 @@ class AnomalyStage:
         return np.ascontiguousarray(np.where(np.isnan(z), 0.0, z))
 
     def _windowed(self, ts_ns: np.ndarray, values: np.ndarray, z: np.ndarray, cpu_net: np.ndarray, starts: np.ndarray,
-                  emit_from: np.ndarray | None) -> dict[str, pl.Series]:  # fmt: skip
-        """The entropy and correlation columns (see ``windowed``) of the rows from emit_from on; values, z: one
-        row per key metric; cpu_net: the CPU's z and the network's (rows of 2)."""
-        w, window_ns = seconds(self.window_s), int(round(self.window_s * 1e9))
+                  emit_from: np.ndarray | None, entropy: np.ndarray | None) -> dict[str, pl.Series]:  # fmt: skip
+        """The entropy (unless given) and correlation columns (see ``windowed``) of the rows from emit_from on;
+        values, z: one row per key metric; cpu_net: the CPU's z and the network's (rows of 2)."""
+        w, window_ns = seconds(self.window_s), self.window_ns()
         ts_ns = np.ascontiguousarray(ts_ns, dtype=np.int64)
-        entropy = permutation_entropy(values, self.entropy_scales, ts_ns, starts, window_ns, emit_from)
+        if entropy is None:
+            entropy = permutation_entropy(values, self.entropy_scales, ts_ns, starts, window_ns, emit_from)
         autocorr = pearson(z, z, 1, ts_ns, starts, window_ns, emit_from)  # pairs (previous sample, sample)
         cpu_net_corr = pearson(cpu_net[:1], cpu_net[1:], 0, ts_ns, starts, window_ns, emit_from)
         names = [f"{m}_perm_entropy_s{k}_{w}" for m in self.key_metrics for k in self.entropy_scales]

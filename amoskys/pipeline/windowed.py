@@ -35,8 +35,8 @@ from amoskys.pipeline.jit import by_hosts, njit, output_columns
 
 MIN_SAMPLES = 5  # fewer pairs or patterns in a window: warm-up, null
 _FLAT = 1e-10  # a window whose variance is below this share of its mean square is constant
-_PATTERNS = 6  # order-3 ordinal patterns
-_LOG_PATTERNS = math.log(_PATTERNS)
+PATTERNS = 6  # order-3 ordinal patterns; a row's code is PATTERNS where it has none
+_LOG_PATTERNS = math.log(PATTERNS)
 _SUMS = 6  # Pearson sums of pairs: n, Σa, Σb, Σa², Σb², Σab (of deviations from the reference)
 _NO_PAIRS = (0.0,) * _SUMS
 
@@ -100,13 +100,13 @@ def _entropy_kernel(first, last, starts, emit_from, shift, ts_ns, window_ns, x, 
         start = max(start, oldest - 3 * scales.max() + 1)
         ts, emit = ts_ns[start:end], emit_from[s] - start
         lo = _window_starts(ts, window_ns)
-        x_log_x = _x_log_x(_most_rows(lo))
+        table = x_log_x(_most_rows(lo))
         y, code = np.empty(len(ts)), np.empty(len(ts), dtype=np.uint8)
         for m in range(len(x)):
             for j, k in enumerate(scales):
                 _trailing_mean(x[m, start:end], k, y)
                 _ordinal_patterns(y, k, ts, window_ns, code)
-                _slide_entropy(code, lo, emit, x_log_x, out[m * len(scales) + j], start + shift[s])
+                _slide_entropy(code, lo, emit, table, out[m * len(scales) + j], start + shift[s])
 
 
 @njit
@@ -119,7 +119,7 @@ def _most_rows(lo):
 
 
 @njit
-def _x_log_x(n):
+def x_log_x(n):
     """c ln c for every count c up to n (0 for c = 0)."""
     c = np.arange(n + 1).astype(np.float64)
     return c * np.log(np.maximum(c, 1.0))
@@ -139,16 +139,33 @@ def _trailing_mean(x, k, y):
 
 @njit
 def _ordinal_patterns(y, k, ts_ns, window_ns, code):
-    """code[i] = the rank order (0-5) of (y[i − 2k], y[i − k], y[i]), or _PATTERNS where none is formed."""
+    """code[i] = the ``ordinal_code`` of (y[i − 2k], y[i − k], y[i]), formed when its samples are less than w apart."""
     reach = 3 * k - 1  # the oldest sample of y[i − 2k]
-    code[:reach] = _PATTERNS
+    code[:reach] = PATTERNS
     # Views shifted so that row i of each is at index i − reach: the loop then vectorises.
     older, middle, newest, ts_older, ts_newest = y[k - 1 :], y[2 * k - 1 :], y[reach:], ts_ns, ts_ns[reach:]
     for j in range(len(newest)):
-        a, b, c = older[j], middle[j], newest[j]
-        formed = (ts_newest[j] - ts_older[j] < window_ns) & (abs(a) < np.inf) & (abs(b) < np.inf) & (abs(c) < np.inf)
-        # With b > a known, (c > b) + (c > a) tells the three orders apart.
-        code[reach + j] = 3 * (b > a) + (c > b) + (c > a) if formed else _PATTERNS
+        code[reach + j] = ordinal_code(older[j], middle[j], newest[j], ts_newest[j] - ts_older[j] < window_ns)
+
+
+@njit
+def ordinal_code(a, b, c, formed):
+    """The rank order (0-5) of (a, b, c), ties counting as "not greater"; ``PATTERNS`` when not formed or when a
+    value is not finite."""
+    formed = formed & (abs(a) < np.inf) & (abs(b) < np.inf) & (abs(c) < np.inf)
+    # With b > a known, (c > b) + (c > a) tells the three orders apart.
+    return 3 * (b > a) + (c > b) + (c > a) if formed else PATTERNS
+
+
+@njit
+def entropy_of_counts(counts, x_log_x):
+    """(n ln n − Σ c ln c) / (n ln 6) of the counts c of the n patterns (counts[``PATTERNS``], of rows without
+    one, left out), clipped to [0, 1]; NaN for n < ``MIN_SAMPLES``. x_log_x: c ln c for c up to n at least."""
+    n, spread = 0, 0.0
+    for p in range(PATTERNS):
+        n, spread = n + counts[p], spread + x_log_x[counts[p]]
+    entropy = min(max((x_log_x[n] - spread) / (n * _LOG_PATTERNS), 0.0), 1.0)
+    return entropy if n >= MIN_SAMPLES else np.nan
 
 
 @njit
@@ -157,7 +174,7 @@ def _slide_entropy(code, lo, emit, x_log_x, out, shift):
 
     (Codes and counts are unsigned, as indices: no negative-index wraparound to compute.)
     """
-    counts = np.zeros(_PATTERNS + 1, dtype=np.uint32)  # the last counts rows without a pattern
+    counts = np.zeros(PATTERNS + 1, dtype=np.uint32)  # the last counts rows without a pattern
     oldest = lo[emit] if emit < len(code) else len(code)
     for i in range(oldest, len(code)):
         counts[code[i]] += 1
@@ -165,11 +182,7 @@ def _slide_entropy(code, lo, emit, x_log_x, out, shift):
             counts[code[oldest]] -= 1
             oldest += 1
         if i >= emit:
-            n, spread = 0, 0.0
-            for p in range(_PATTERNS):
-                n, spread = n + counts[p], spread + x_log_x[counts[p]]
-            entropy = min(max((x_log_x[n] - spread) / (n * _LOG_PATTERNS), 0.0), 1.0)
-            out[i + shift] = entropy if n >= MIN_SAMPLES else np.nan
+            out[i + shift] = entropy_of_counts(counts, x_log_x)
 
 
 @njit
