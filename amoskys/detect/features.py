@@ -17,8 +17,9 @@ holds them equal):
   and updated row by row.
 
 So the history comes in three depths: the running medians' hour of the two baseline
-metrics, stage 5's metrics for 2 × 300 s, every canonical column for 300 s (plus a
-row); and the pattern counts: about 64 KiB per host on the default 5 s grid. Only the security pack has a
+metrics, stage 5's metrics for 2 × 300 s, the metrics stage 2 and the security pack
+read for 300 s (plus a row); and the pattern counts: about 52 KiB per host on the
+default 5 s grid. Only the security pack has a
 stream kernel yet; a configuration enabling another pack is refused with a clear message.
 """
 
@@ -66,7 +67,8 @@ class StreamFeatures:
         step = settings.interval_seconds
         windows = max((*settings.windows_seconds, LONG_S if self.security else 0.0), default=0.0)
         # rows of history each depth keeps: its span on the grid, both ends, and one row before (exits, rates)
-        self.recent = History(self.canonical_names, _rows(windows, step) + 1)
+        recent = {*TEMPORAL_METRICS, *(SECURITY_INPUTS if self.security else ())}  # what the 300 s windows read
+        self.recent = History([n for n in self.canonical_names if n in recent], _rows(windows, step) + 1)
         self.stage5 = History(anomaly.inputs(), _rows(2 * anomaly.window_s, step))
         self._key = [anomaly.inputs().index(m) for m in anomaly.key_metrics]  # stage 5's inputs: the entropies'
         self.patterns = RunningPatterns(len(self._key), anomaly.entropy_scales, anomaly.window_ns(),
@@ -112,12 +114,13 @@ class StreamFeatures:
                               "ts": pl.Series(ts).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")})  # fmt: skip
         frame = frame.hstack(pl.DataFrame(values, schema=self.canonical_names, orient="row"))
         if len(slots):
-            frame = frame.hstack(self._temporal(hosts, new_starts, ts, values))
+            recent = self._columns(values, self.recent.columns)
+            frame = frame.hstack(self._temporal(hosts, new_starts, ts, recent))
             frame = apply(frame, self.cross)
             if self.security:
-                frame = frame.hstack(self._security(hosts, new_starts, ts, values))
+                frame = frame.hstack(self._security(hosts, new_starts, ts, values, recent))
             frame = frame.hstack(self._stage5(hosts, host_names, new_starts, ts, values))
-            self.recent.append(hosts, new_starts, ts, values)
+            self.recent.append(hosts, new_starts, ts, recent)
         else:
             frame = pl.DataFrame(schema={"host": pl.String, "ts": pl.Datetime("ns", "UTC"), **dict.fromkeys(self.names, pl.Float64)})
         return frame.select("host", "ts", *self.names)
@@ -136,10 +139,10 @@ class StreamFeatures:
     def _columns(self, values: np.ndarray, names) -> np.ndarray:
         return values[:, [self._position[n] for n in names]]
 
-    def _temporal(self, hosts, new_starts, ts, values) -> pl.DataFrame:
+    def _temporal(self, hosts, new_starts, ts, recent) -> pl.DataFrame:
         windows_s = self.settings.windows_seconds
         keep = _rows(max(windows_s, default=0.0), self.settings.interval_seconds)
-        all_ts, metrics, starts, emit = self.recent.assemble(hosts, new_starts, ts, values, keep, TEMPORAL_METRICS)
+        all_ts, metrics, starts, emit = self.recent.assemble(hosts, new_starts, ts, recent, keep, TEMPORAL_METRICS)
         x = [np.ascontiguousarray(metrics[:, j]) for j in range(len(TEMPORAL_METRICS))]
         per_metric = temporal_arrays(all_ts, x, starts, windows_s, self.settings.ewm_half_lives_seconds, emit,
                                      self._ewm[hosts], self._ewm_ns[hosts])  # fmt: skip
@@ -151,9 +154,9 @@ class StreamFeatures:
         return pl.DataFrame([pl.Series(d.feature.name, column, nan_to_null=d.stat == "volatility")
                              for d, column in zip(self.temporal, outputs)])  # fmt: skip
 
-    def _security(self, hosts, new_starts, ts, values) -> pl.DataFrame:
+    def _security(self, hosts, new_starts, ts, values, recent) -> pl.DataFrame:
         medians = self.baselines.push(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))
-        all_ts, inputs, starts, emit = self.recent.assemble(hosts, new_starts, ts, values, columns=SECURITY_INPUTS)
+        all_ts, inputs, starts, emit = self.recent.assemble(hosts, new_starts, ts, recent, columns=SECURITY_INPUTS)
         out = security_arrays(all_ts, tuple(inputs.T), starts, emit, medians.T)
         return pl.DataFrame([pl.Series(name, out[j], nan_to_null=True) for j, name in enumerate(OUTPUTS)])
 

@@ -205,8 +205,12 @@ class Detector:
         if missing := [f for f in self.features_ if f not in columns]:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise InputError(f"{self.name}: the input lacks {len(missing)} feature(s) the model needs: {shown}")
-        # a copy: Polars hands out a read-only view of a single float column
-        raw = np.array(X.select(self.features_).cast(pl.Float64).to_numpy(), dtype=np.float64)
+        picked = X[self.features_]  # (indexing by names: a select of as many expressions cost a live batch more)
+        if any(dtype != pl.Float64 for dtype in picked.dtypes):
+            picked = picked.cast(pl.Float64)
+        raw = picked.to_numpy()
+        if not raw.flags.writeable:  # Polars hands out a read-only view of a single float column
+            raw = raw.copy()
         raw[~np.isfinite(raw)] = np.nan
         return raw
 

@@ -143,8 +143,9 @@ class BdhEnsemble(Detector):
         """Each member's per-feature contributions, as shares of its row total, weighted by its surprise and weight."""
         index = {feature: j for j, feature in enumerate(self.features_)}
         out = np.zeros((X.height, len(self.features_)))
+        prepared = self._prepared_members(member_raws)
         for name, member in self.members_.items():
-            own = np.abs(member._contributions(member._prepared(member_raws[name]), X))
+            own = np.abs(member._contributions(prepared[name], X))
             shares = own / np.maximum(own.sum(axis=1, keepdims=True), 1e-300)
             weight = self.weights_[name] * surprises[name]
             shared = [j for j, feature in enumerate(member.features_) if feature in index]
@@ -184,8 +185,26 @@ class BdhEnsemble(Detector):
         """Each member's score (of its ``_raw`` matrix of X) as its surprise among normal training rows."""
         if X.height == 0:  # some members (scikit-learn's) refuse an empty matrix
             return {name: np.empty(0) for name in self.members_}
-        return {name: member.calibration_.surprise(member._score(member._prepared(member_raws[name]), X))
+        prepared = self._prepared_members(member_raws)
+        return {name: member.calibration_.surprise(member._score(prepared[name], X))
                 for name, member in self.members_.items()}  # fmt: skip
+
+    def _prepared_members(self, member_raws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each member's ``_prepared`` matrix of its raw matrix: computed once for the members with the ensemble's
+        columns and scaling (all of them, fitted together), which then share it (read-only)."""
+        shared, out = {}, {}
+        for name, member in self.members_.items():
+            raw = member_raws[name]
+            if member.features_ != self.features_ or not all(
+                np.array_equal(getattr(member, a), getattr(self, a), equal_nan=True) for a in ("fill_", "center_", "scale_")
+            ):  # fmt: skip
+                out[name] = member._prepared(raw)
+                continue
+            if id(raw) not in shared:
+                shared[id(raw)] = self._prepared(raw)
+                shared[id(raw)].flags.writeable = False
+            out[name] = shared[id(raw)]
+        return out
 
     def _fuse(self, surprises: dict[str, np.ndarray]) -> np.ndarray:
         return weighted_median(np.stack(list(surprises.values())), np.array([self.weights_[n] for n in surprises]))

@@ -87,7 +87,8 @@ class XGBoostDetector(Detector):
         """Set (and return) the threads to predict rows with: a live micro-batch on one, as waking a second cost
         ten times the prediction (300 rows: 9 ms on two threads, 0.7 ms on one)."""
         threads = 1 if rows < PARALLEL_ROWS else self.threads
-        self.model_.set_params(n_jobs=threads)
+        if self.model_.n_jobs != threads:  # (setting it costs a live micro-batch about as much as predicting)
+            self.model_.set_params(n_jobs=threads)
         return threads
 
     def export_onnx(self, path: Path) -> Path:
