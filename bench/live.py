@@ -28,6 +28,7 @@ from amoskys.detect.canonical import StreamCanonical
 from amoskys.detect.features import StreamFeatures
 from amoskys.detect.junction import Junction
 from amoskys.detect.policy import policy_of
+from amoskys.detect.service import one_blas_thread
 from amoskys.models import get
 from amoskys.pipeline.run import StageClock, compute_features
 from amoskys.pipeline.source import simulated
@@ -67,12 +68,13 @@ def main() -> int:
     for lo, hi in steps[:warm_steps]:
         features.push(canonical.push(slots[lo:hi], ts[lo:hi], canonical.raw_matrix(names, values[lo:hi])), hosts)
 
-    gc.freeze()  # as ``Detector.run`` does
+    gc.freeze()  # as ``Detector.run`` does, and with BLAS on one thread as there
     scored, started, cpu = 0, time.perf_counter(), time.process_time()
-    for lo, hi in steps[warm_steps:]:
-        rows = canonical.push(slots[lo:hi], ts[lo:hi], canonical.raw_matrix(names, values[lo:hi]))
-        frame = features.push(rows, hosts)
-        scored += len(junction.judge(frame).detections)
+    with one_blas_thread():
+        for lo, hi in steps[warm_steps:]:
+            rows = canonical.push(slots[lo:hi], ts[lo:hi], canonical.raw_matrix(names, values[lo:hi]))
+            frame = features.push(rows, hosts)
+            scored += len(junction.judge(frame).detections)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     rate = timed / seconds
     print(f"amoskys live: {timed:,} events ({scored:,} rows scored) in {seconds:.2f} s = {rate:,.0f} events/s; "
