@@ -43,7 +43,7 @@ NS = 1_000_000_000
 @dataclass
 class DetectorCounts:
     batches: int = 0
-    snapshots: int = 0
+    snapshots: int = 0  # processed (scored or warm-up)
     warmup_rows: int = 0
     scored_rows: int = 0
     alerts_opened: int = 0
@@ -81,7 +81,6 @@ class Detector:
         self.counts.batches += len(batches)
         scored = 0
         for group in snapshots_of(batches):
-            self.counts.snapshots += len(group.hosts)
             slots = np.array([self._slot(host) for host in group.hosts], dtype=np.int64)
             rows = self.canonical.push(slots, group.ts_ns, self.canonical.raw_matrix(group.names, group.values))
             frame = self.features.push(rows, self.host_names)
@@ -95,6 +94,7 @@ class Detector:
                     self.on_stored(verdicts.detections)
             self._save(verdicts.alerts)
             scored += frame.height
+            self.counts.snapshots += len(group.hosts)  # processed: what a caller waiting for the detector sees
         self.counts.scored_rows += scored
         self.counts.canonical = dict(zip(COUNT_NAMES, self.canonical.counts.tolist()))
         self._save(self.junction.close_quiet(now_ns()))

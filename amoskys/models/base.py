@@ -206,9 +206,9 @@ class Detector:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise InputError(f"{self.name}: the input lacks {len(missing)} feature(s) the model needs: {shown}")
         picked = X[self.features_]  # (indexing by names: a select of as many expressions cost a live batch more)
-        if any(dtype != pl.Float64 for dtype in picked.dtypes):
-            picked = picked.cast(pl.Float64)
         raw = picked.to_numpy()
+        if raw.dtype != np.float64:  # some feature is not a float (all are, on the live path)
+            raw = picked.cast(pl.Float64).to_numpy()
         if not raw.flags.writeable:  # Polars hands out a read-only view of a single float column
             raw = raw.copy()
         raw[~np.isfinite(raw)] = np.nan
