@@ -94,7 +94,7 @@ def build_detector(config: Config, store, live: LiveModel, started_ns: int | Non
     junction = Junction(live.model, live.entry_id, policy_of(config.detect))
     junction.check_features(features.names)
     canonical = StreamCanonical(config.pipeline.interval_seconds, config.pipeline.max_fill_seconds, features.optional)
-    detector = Detector(store, canonical, features, junction, stale_s=config.detect.stale_seconds, started_ns=started_ns)
+    detector = Detector(store, canonical, features, junction, config.detect.stale_seconds, started_ns)
     detector.retraining = RetrainSchedule.of(config, store.path)
     return detector
 

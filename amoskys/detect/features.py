@@ -18,7 +18,7 @@ holds them equal):
 
 So the history comes in three depths: the running medians' hour of the two baseline
 metrics, stage 5's metrics for 2 × 300 s, the metrics stage 2 and the security pack
-read for 300 s (plus a row); and the pattern counts: about 52 KiB per host on the
+read for 300 s (plus a row); and the pattern counts: about 48 KiB per host on the
 default 5 s grid. Only the security pack has a
 stream kernel yet; a configuration enabling another pack is refused with a clear message.
 """
@@ -147,8 +147,8 @@ class StreamFeatures:
         per_metric = temporal_arrays(all_ts, x, starts, windows_s, self.settings.ewm_half_lives_seconds, emit,
                                      self._ewm[hosts], self._ewm_ns[hosts])  # fmt: skip
         newest = np.cumsum(starts[1:] - emit) - 1  # each host's newest row, as an output column: its EWMs go on
-        ewm_rows = len(self.settings.ewm_half_lives_seconds)
-        self._ewm[hosts] = np.stack([metric[-ewm_rows:, newest].T for metric in per_metric], axis=1) if ewm_rows else 0.0
+        if ewm_rows := len(self.settings.ewm_half_lives_seconds):
+            self._ewm[hosts] = np.stack([metric[-ewm_rows:, newest].T for metric in per_metric], axis=1)
         self._ewm_ns[hosts] = all_ts[starts[1:] - 1]
         outputs = [row for metric in per_metric for row in metric]
         return pl.DataFrame([pl.Series(d.feature.name, column, nan_to_null=d.stat == "volatility")

@@ -19,7 +19,6 @@ it is not worse than the active one on the same holdout.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,6 +67,7 @@ def retrain(config: Config, store_path: Path, since: str | None = None, if_drift
     from amoskys.detect.cli import load_live_model
     from amoskys.detect.drift import feature_drift
     from amoskys.errors import InputError
+    from amoskys.models.registry import Registry
     from amoskys.models.train import TRAIN, train_models
     from amoskys.pipeline.run import run_pipeline
     from amoskys.pipeline.source import read_store
@@ -100,8 +100,9 @@ def retrain(config: Config, store_path: Path, since: str | None = None, if_drift
     report.candidate = candidate.id
     _compare(report, config, raw, val, load_live_model(replace(config, detect=replace(config.detect, registry=out / "registry"))), active)
     if report.promoted:
+        active_registry = Registry(config.detect.registry)
         for t in trained:
-            shutil.copytree(t.entry.folder, config.detect.registry / t.entry.id)
+            active_registry.copy_in(t.entry)
     return report
 
 

@@ -6,13 +6,15 @@ process, so that the minutes of training neither hold the detector's micro-batch
 share its memory. The child is spawned, not forked: a fork would copy the detector's
 gRPC threads' locks in whatever state they are. The detector asks ``poll`` between
 micro-batches; when a round has promoted a candidate, ``poll`` hands back that set,
-loaded, for ``Detector.swap``. A failed round (an empty store, say) is one line on
-stderr, and the next round comes on schedule.
+loaded, for ``Detector.swap``. A round that promotes nothing removes the pipeline
+output it made (a promoted set's stage 5 lives in its own). A failed round (an empty
+store, say) is one line on stderr, and the next round comes on schedule.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -86,7 +88,7 @@ class RetrainSchedule:
         return Round(lines, load_live_model(self.config, ref=candidate))
 
     def close(self) -> None:
-        """Stop a round still running (its candidate is neither registered nor promoted before it ends)."""
+        """Stop a round still running (the active registry gains whole entries only: ``Registry.copy_in``)."""
         if self._child is not None:
             self._child.terminate()
             self._child.join()
@@ -96,8 +98,8 @@ class RetrainSchedule:
         context = multiprocessing.get_context("spawn")
         self._result, sending = context.Pipe(duplex=False)
         since = str(time.time() - self.since_s)  # epoch seconds
-        self._child = context.Process(target=_round, args=(sending, self.config, self.store_path, since,
-                                                           self.if_drifted), name="amoskys-retrain", daemon=True)  # fmt: skip
+        self._child = context.Process(target=_round, name="amoskys-retrain", daemon=True,
+                                      args=(sending, self.config, self.store_path, since, self.if_drifted))  # fmt: skip
         self._child.start()
         sending.close()  # the child's end: ours closed, a dead child shows as end of file
         print(f"amoskys detect: scheduled retrain started on the last {self.since_s / HOUR_S:g} h of telemetry",
@@ -115,7 +117,11 @@ def _round(sending, config: Config, store_path: Path, since: str, if_drifted: bo
     warnings.filterwarnings("ignore", message="Loky-backed parallel loops cannot be called in a multiprocessing")
     try:
         report = retrain(config, store_path, since, if_drifted)
-        sending.send(("done", (report.lines(), report.candidate if report.promoted else None)))
+        lines = report.lines()
+        if not report.promoted:  # a round every few hours for months: keep only what a promoted set needs
+            shutil.rmtree(report.data, ignore_errors=True)
+            lines.append(f"removed     {report.data} (nothing promoted from it)")
+        sending.send(("done", (lines, report.candidate if report.promoted else None)))
     except AmoskysError as error:
         sending.send(("error", str(error)))
     except Exception as error:  # anything else: the detector goes on, and says what it was

@@ -195,8 +195,9 @@ class BdhEnsemble(Detector):
         shared, out = {}, {}
         for name, member in self.members_.items():
             raw = member_raws[name]
+            scaling = ("fill_", "center_", "scale_")
             if member.features_ != self.features_ or not all(
-                np.array_equal(getattr(member, a), getattr(self, a), equal_nan=True) for a in ("fill_", "center_", "scale_")
+                np.array_equal(getattr(member, a), getattr(self, a), equal_nan=True) for a in scaling
             ):  # fmt: skip
                 out[name] = member._prepared(raw)
                 continue

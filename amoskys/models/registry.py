@@ -62,12 +62,22 @@ class Registry:
         partial.rename(self.folder / entry_id)
         return Entry(entry_id, self.folder / entry_id, card)
 
+    def copy_in(self, entry: Entry) -> Entry:
+        """entry (of another registry) copied in as it is: whole, or not at all."""
+        partial = self.folder / f".{entry.id}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(entry.folder, partial)
+        partial.rename(self.folder / entry.id)
+        return Entry(entry.id, self.folder / entry.id, entry.card)
+
     def entries(self) -> list[Entry]:
         """Every complete entry, oldest first."""
         if not self.folder.is_dir():
             return []
         found = []
         for card_file in self.folder.glob(f"*/{CARD}"):
+            if card_file.parent.name.startswith("."):  # a partial entry (``add``, ``copy_in``): not one yet
+                continue
             try:
                 card = json.loads(card_file.read_text())
             except (OSError, ValueError) as error:

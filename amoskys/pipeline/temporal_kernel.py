@@ -23,9 +23,9 @@ equals mᵢ₋₁: Polars' ``ewm_mean_by``, operation for operation (so bit for 
 
 Stream use: a live detector passes each host's buffered rows followed by its new rows,
 and ``emit_from``, per host the index of its first new row: earlier rows are read as
-history only, and the outputs are the new rows' (``jit.output_columns``). A window output needs the rows of the last max(w)
-seconds, both ends included (``roc`` reads the sample exactly w ago): on a 5 s grid,
-max(w) / 5 + 1 rows. An EWM needs every row since the host's first, or its value at an
+history only, and the outputs are the new rows' (``jit.output_columns``). A window
+output needs the rows of the last max(w) seconds, both ends included (``roc`` reads the
+sample exactly w ago): on a 5 s grid, max(w) / 5 + 1 rows. An EWM needs every row since the host's first, or its value at an
 earlier time: ``ewm_from`` (per metric and half-life; the EWM outputs of the last row
 processed) and ``ewm_from_ns`` (that row's time), from which the recurrence resumes at
 ``emit_from``.
@@ -64,8 +64,8 @@ def temporal_arrays(
 
     ts_ns: int64 nanoseconds, increasing within each host's segment ``starts[s]:starts[s + 1]``;
     x: per metric, its values (rows), never NaN. emit_from: per host, the first row to compute (default: the
-    host's first; the result then has a column per row of ts_ns). ewm_from: (hosts, metrics, half-lives) EWM values at the times ewm_from_ns,
-    ``NO_EWM_STATE`` for a host without them (default: none has them).
+    host's first; the result then has a column per row of ts_ns). ewm_from: (hosts, metrics, half-lives) EWM
+    values at the times ewm_from_ns, ``NO_EWM_STATE`` for a host without them (default: none has them).
     """
     if min((*windows_s, *half_lives_s), default=1.0) <= 0:
         raise ValueError(f"windows and half-lives must be positive: {windows_s}, {half_lives_s}")
@@ -83,8 +83,8 @@ def temporal_arrays(
     for m in range(metrics):
         out = np.empty((rows_per_metric(len(windows_s), len(half_lives_s)), columns))
         by_hosts(_metric_features, starts, ts_ns, np.ascontiguousarray(x[m], dtype=np.float64), _ns(windows_s),
-                 _ns(half_lives_s), emit_from, shift, np.ascontiguousarray(ewm_from[:, m], dtype=np.float64), ewm_from_ns,
-                 out)  # fmt: skip
+                 _ns(half_lives_s), emit_from, shift, np.ascontiguousarray(ewm_from[:, m], dtype=np.float64),
+                 ewm_from_ns, out)  # fmt: skip
         features.append(out)
     return features
 

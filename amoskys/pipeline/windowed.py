@@ -19,10 +19,11 @@ spans a host change or a gap.
   lying in the block) the block's oldest pair.
 
 Streaming: a kernel computes only the rows of each host from ``emit_from`` on, reading
-earlier rows as history, and its output holds those rows only (``jit.output_columns``). An output at time t is exactly that of a
-run over the whole history when the rows given hold the host's rows in (t − 2w, t] and
-the row just before them (a window's oldest pattern or pair reaches back up to w more):
-on the 5 s grid with w = 300 s, the 120 rows before the first row to emit.
+earlier rows as history, and its output holds those rows only (``jit.output_columns``).
+An output at time t is exactly that of a run over the whole history when the rows
+given hold the host's rows in (t − 2w, t] and the row just before them (a window's
+oldest pattern or pair reaches back up to w more): on the 5 s grid with w = 300 s, the
+120 rows before the first row to emit.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ def _trailing_mean(x, k, y):
 
 @njit
 def _ordinal_patterns(y, k, ts_ns, window_ns, code):
-    """code[i] = the ``ordinal_code`` of (y[i − 2k], y[i − k], y[i]), formed when its samples are less than w apart."""
+    """code[i] = the ``ordinal_code`` of (y[i − 2k], y[i − k], y[i]), formed when their samples lie less than w
+    apart."""
     reach = 3 * k - 1  # the oldest sample of y[i − 2k]
     code[:reach] = PATTERNS
     # Views shifted so that row i of each is at index i − reach: the loop then vectorises.

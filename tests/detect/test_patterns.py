@@ -20,7 +20,8 @@ def test_each_row_gets_the_batch_entropies_of_its_host_pushed_in_any_batches(win
     hosts = {}
     for h in range(3):  # gaps (some longer than the window), NaN values, ties, flat stretches
         ts = np.cumsum(rng.choice([step_ns] * 20 + [2 * step_ns, 30 * step_ns], size=rows))
-        values = rng.integers(0, 4, size=(rows, 2)).astype(float) + rng.random((rows, 2)) * (rng.random((rows, 2)) < 0.5)
+        ties = rng.integers(0, 4, size=(rows, 2)).astype(float)
+        values = ties + rng.random((rows, 2)) * (rng.random((rows, 2)) < 0.5)
         values[rng.random(values.shape) < 0.03] = np.nan
         values[40:60, 0] = 7.0
         hosts[h] = (ts, values)

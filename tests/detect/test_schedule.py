@@ -79,14 +79,33 @@ def test_a_scheduled_round_retrains_in_a_child_and_its_promoted_set_is_swapped_i
         assert stored[-1].model_set == second
 
 
+def test_a_round_without_drift_trains_nothing_and_leaves_no_folder_behind(active):
+    config, store_path = active
+    before = set(config.pipeline.out.parent.glob("retrain-*"))
+    schedule = RetrainSchedule(config, store_path, every_s=0.0, since_s=ALL_OF_IT_S, if_drifted=True)
+    finished = wait_for_round(schedule)
+    assert finished.promoted is None
+    assert any(line.startswith("drift (PSI) stable") for line in finished.lines)  # the same data: no drift
+    assert not any(line.startswith("holdout") for line in finished.lines)  # so no candidate was trained
+    assert any(line.startswith("removed") for line in finished.lines)
+    assert set(config.pipeline.out.parent.glob("retrain-*")) == before
+    schedule.close()
+
+
+def wait_for_round(schedule: RetrainSchedule, timeout_s: float = 600.0):
+    deadline = time.monotonic() + timeout_s
+    while (finished := schedule.poll()) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert finished is not None, "the round did not finish in time"
+    return finished
+
+
 def test_a_round_that_fails_is_one_line_and_the_next_comes_on_schedule(active, tmp_path, capsys):
     config, _ = active
     Store.open(tmp_path / "empty.db").close()
     schedule = RetrainSchedule(config, tmp_path / "empty.db", every_s=0.0, since_s=3600.0, if_drifted=False)
-    deadline = time.monotonic() + 120
-    while (finished := schedule.poll()) is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert finished is not None and finished.promoted is None
+    finished = wait_for_round(schedule, 120)
+    assert finished.promoted is None
     assert "holds no telemetry" in finished.lines[0]
     assert "scheduled retrain failed: " in capsys.readouterr().err
     assert not schedule.running

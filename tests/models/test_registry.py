@@ -33,3 +33,18 @@ def test_entries_are_found_by_id_or_latest_of_a_model_and_pruned_per_model(tmp_p
     assert sorted(e.id for e in registry.entries()) == sorted([added[1].id, added[3].id])
     with pytest.raises(InputError, match="no model 'nope'"):
         registry.find("nope")
+
+
+def test_an_entry_copied_in_is_whole_and_a_partial_one_is_no_entry(tmp_path, fleet_train, fleet_test):
+    source, target = Registry(tmp_path / "candidates"), Registry(tmp_path / "active")
+    entry = source.add(fit(make_detector("pca"), fleet_train.frame), {"note": "candidate"})
+    target.folder.mkdir()
+    # what a copy cut short (a scheduled retrain stopped mid-promotion) leaves: ignored, and replaced by a copy
+    (target.folder / f".{entry.id}.partial").mkdir()
+    (target.folder / f".{entry.id}.partial" / "card.json").write_text((entry.folder / "card.json").read_text())
+    assert target.entries() == []
+    copied = target.copy_in(entry)
+    assert [e.id for e in target.entries()] == [entry.id] and copied.card == entry.card
+    assert not list(target.folder.glob(".*"))
+    loaded, original = target.load(copied), source.load(entry)
+    assert (loaded.score_samples(fleet_test.frame) == original.score_samples(fleet_test.frame)).all()

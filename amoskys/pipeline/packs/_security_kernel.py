@@ -17,11 +17,11 @@ returns one row per feature, in ``OUTPUTS`` order, NaN where the feature is null
 
 Stream use: a live detector passes each host's buffered rows followed by its new rows,
 and ``emit_from`` (per host, the index of its first new row); rows before it are history
-only, and the output holds the new rows only (``jit.output_columns``). The output at time t is bit for bit that of a run over the
-whole history when the rows given hold the host's rows of [t − 3600 s, t] and the one
-row before them (for the exits of the 300 s window's oldest row): on the 5 s grid, the
-721 rows before the first row to emit; or, given the baselines, of [t − 300 s, t] and the
-row before (61 rows).
+only, and the output holds the new rows only (``jit.output_columns``). The output at
+time t is bit for bit that of a run over the whole history when the rows given hold the
+host's rows of [t − 3600 s, t] and the one row before them (for the exits of the 300 s
+window's oldest row): on the 5 s grid, the 721 rows before the first row to emit; or,
+given the baselines, of [t − 300 s, t] and the row before (61 rows).
 """
 
 from __future__ import annotations
@@ -229,8 +229,8 @@ def _merge(p, q, m, kind):
 
 @njit
 def _short_features(m, from_first_row, x, i, baselines, out, column):
-    """Row i's features (into column of out) of its 60 s window, of moments m (from_first_row: it holds the segment's first row),
-    its surges over the baselines (tx, forks) and its runnable processes per core."""
+    """Row i's features, into column of out: those of its 60 s window, of moments m (from_first_row: it holds
+    the segment's first row), its surges over the baselines (tx, forks) and its runnable processes per core."""
     n = m[_N]
     fail_mean, rst_mean, fork_mean = m[_FAIL_SUM] / n, m[_RST_SUM] / n, m[_FORK_SUM] / n
     out[_FAIL_RATE, column] = fail_mean
@@ -249,7 +249,8 @@ def _short_features(m, from_first_row, x, i, baselines, out, column):
 
 @njit
 def _long_features(m, from_first_row, out, column):
-    """A row's features (into column of out) of its 300 s window, of moments m (from_first_row: it holds the segment's first row)."""
+    """A row's features of its 300 s window, into column of out, of moments m (from_first_row: it holds the
+    segment's first row)."""
     n = m[_N]
     out[_SHORT_LIVED, column] = _clip(_safe_ratio(_mean_exited(m[_EXITED_SUM], n, from_first_row), m[_FORK_SUM] / n),
                                  0.0, 1.0)  # fmt: skip
