@@ -25,10 +25,10 @@ Stream use: a live detector passes each host's buffered rows followed by its new
 and ``emit_from``, per host the index of its first new row: earlier rows are read as
 history only, and the outputs are the new rows' (``jit.output_columns``). A window
 output needs the rows of the last max(w) seconds, both ends included (``roc`` reads the
-sample exactly w ago): on a 5 s grid, max(w) / 5 + 1 rows. An EWM needs every row since the host's first, or its value at an
-earlier time: ``ewm_from`` (per metric and half-life; the EWM outputs of the last row
-processed) and ``ewm_from_ns`` (that row's time), from which the recurrence resumes at
-``emit_from``.
+sample exactly w ago): on a 5 s grid, max(w) / 5 + 1 rows. An EWM needs every row since
+the host's first, or its value at an earlier time: ``ewm_from`` (per metric and
+half-life; the EWM outputs of the last row processed) and ``ewm_from_ns`` (that row's
+time), from which the recurrence resumes at ``emit_from``.
 """
 
 from __future__ import annotations
