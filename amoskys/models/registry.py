@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,24 +52,29 @@ class Registry:
         while (self.folder / entry_id).exists():
             n += 1
             entry_id = f"{model.name}-{stamp}-{n}"
-        partial = self.folder / f".{entry_id}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        files = model.save(partial)
-        if extra is not None:
-            files += extra(partial)
-        card = {"id": entry_id, "model": model.name, "created": stamp, **card,
-                "files": sorted(str(f.relative_to(partial)) for f in files)}  # fmt: skip
-        (partial / CARD).write_text(json.dumps(card, indent=2, default=float) + "\n")
-        partial.rename(self.folder / entry_id)
+        with self._whole(entry_id) as partial:
+            files = model.save(partial)
+            if extra is not None:
+                files += extra(partial)
+            card = {"id": entry_id, "model": model.name, "created": stamp, **card,
+                    "files": sorted(str(f.relative_to(partial)) for f in files)}  # fmt: skip
+            (partial / CARD).write_text(json.dumps(card, indent=2, default=float) + "\n")
         return Entry(entry_id, self.folder / entry_id, card)
 
     def copy_in(self, entry: Entry) -> Entry:
         """entry (of another registry) copied in as it is: whole, or not at all."""
-        partial = self.folder / f".{entry.id}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(entry.folder, partial)
-        partial.rename(self.folder / entry.id)
+        with self._whole(entry.id) as partial:
+            shutil.copytree(entry.folder, partial)
         return Entry(entry.id, self.folder / entry.id, entry.card)
+
+    @contextmanager
+    def _whole(self, entry_id: str):
+        """A fresh partial folder (not yet created) to write entry entry_id into, renamed into place when the
+        block ends without an error: an entry is there whole, or not at all (``entries`` skips partial ones)."""
+        partial = self.folder / f".{entry_id}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        yield partial
+        partial.rename(self.folder / entry_id)
 
     def entries(self) -> list[Entry]:
         """Every complete entry, oldest first."""

@@ -51,9 +51,8 @@ def emitted_rows(starts: np.ndarray, emit_from: np.ndarray) -> np.ndarray:
     >>> emitted_rows(np.array([0, 3, 5]), np.array([1, 5])).tolist()
     [1, 2]
     """
-    counts = starts[1:] - emit_from
-    first_out = np.cumsum(counts) - counts  # where each segment's rows begin in the result
-    return np.repeat(emit_from - first_out, counts) + np.arange(counts.sum())
+    emit_from, shift, computed = output_columns(starts, emit_from)
+    return np.repeat(-shift, starts[1:] - emit_from) + np.arange(computed)  # output column c is row c - shift
 
 
 def output_columns(starts: np.ndarray, emit_from: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
