@@ -143,8 +143,7 @@ class StreamFeatures:
         windows_s = self.settings.windows_seconds
         keep = _rows(max(windows_s, default=0.0), self.settings.interval_seconds)
         all_ts, metrics, starts, emit = self.recent.assemble(hosts, new_starts, ts, recent, keep, TEMPORAL_METRICS)
-        x = [np.ascontiguousarray(metrics[:, j]) for j in range(len(TEMPORAL_METRICS))]
-        per_metric = temporal_arrays(all_ts, x, starts, windows_s, self.settings.ewm_half_lives_seconds, emit,
+        per_metric = temporal_arrays(all_ts, list(metrics), starts, windows_s, self.settings.ewm_half_lives_seconds, emit,
                                      self._ewm[hosts], self._ewm_ns[hosts])  # fmt: skip
         newest = np.cumsum(starts[1:] - emit) - 1  # each host's newest row, as an output column: its EWMs go on
         if ewm_rows := len(self.settings.ewm_half_lives_seconds):
@@ -157,7 +156,7 @@ class StreamFeatures:
     def _security(self, hosts, new_starts, ts, values, recent) -> pl.DataFrame:
         medians = self.baselines.push(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))
         all_ts, inputs, starts, emit = self.recent.assemble(hosts, new_starts, ts, recent, columns=SECURITY_INPUTS)
-        out = security_arrays(all_ts, tuple(inputs.T), starts, emit, medians.T)
+        out = security_arrays(all_ts, tuple(inputs), starts, emit, medians.T)
         return pl.DataFrame([pl.Series(name, out[j], nan_to_null=True) for j, name in enumerate(OUTPUTS)])
 
     def _stage5(self, hosts, host_names: list[str], new_starts, ts, values) -> pl.DataFrame:

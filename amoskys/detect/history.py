@@ -3,8 +3,8 @@
 A ``History`` keeps, per host slot, the newest ``rows`` rows of some columns (a ring
 buffer) and their times. ``assemble`` lays out, for the hosts of a micro-batch, each
 host's kept rows followed by its new rows, as host segments the feature kernels take
-(``starts``, and ``emit_from``: the first new row of each host); ``append`` then keeps
-the new rows. The memory per host is fixed: rows × (columns + 1) × 8 bytes.
+(``starts``, and ``emit_from``: the first new row of each host), column by column (the
+kernels read a column's rows as one contiguous array); ``append`` then keeps the new rows. The memory per host is fixed: rows × (columns + 1) × 8 bytes.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class History:
                  keep: int | None = None, columns: list[str] | None = None):  # fmt: skip
         """(ts, values, starts, emit_from): per host of hosts, up to keep (default all) of its kept rows, then its
         new rows new_starts[i]:new_starts[i + 1] of new_ts / new_values (columns in this history's order); values
-        holds the given columns only (default all), in their order."""
+        (columns, rows) holds the given columns only (default all), in their order."""
         keep = self.rows if keep is None else min(keep, self.rows)
         picked = np.array([self.columns.index(c) for c in (columns or self.columns)], dtype=np.int64)
         kept = np.minimum(self.count[hosts], keep)
@@ -47,7 +47,7 @@ class History:
         starts = np.zeros(len(hosts) + 1, dtype=np.int64)
         np.cumsum(sizes, out=starts[1:])
         ts = np.empty(starts[-1], dtype=np.int64)
-        values = np.empty((starts[-1], len(picked)))
+        values = np.empty((len(picked), starts[-1]))
         _assemble(hosts, kept, starts, new_starts, new_ts, new_values, self.ts, self.values, self.head, self.rows,
                   picked, ts, values)  # fmt: skip
         return ts, values, starts, starts[:-1] + kept
@@ -65,12 +65,12 @@ def _assemble(hosts, kept, starts, new_starts, new_ts, new_values, ring_ts, ring
             slot = (head[h] - kept[i] + j) % rows
             ts[out] = ring_ts[h, slot]
             for c in range(len(picked)):
-                values[out, c] = ring_values[h, slot, picked[c]]
+                values[c, out] = ring_values[h, slot, picked[c]]
             out += 1
         for r in range(new_starts[i], new_starts[i + 1]):
             ts[out] = new_ts[r]
             for c in range(len(picked)):
-                values[out, c] = new_values[r, picked[c]]
+                values[c, out] = new_values[r, picked[c]]
             out += 1
 
 

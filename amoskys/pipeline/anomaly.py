@@ -139,7 +139,7 @@ class AnomalyStage:
         _check_sorted(frame)
         starts = segments(frame["host"])
         median, scale = self.baselines_of(frame["host"].gather(starts[:-1]).to_list())
-        inputs = frame.select(pl.col(self.inputs()).cast(pl.Float64)).to_numpy()  # null as NaN
+        inputs = frame.select(pl.col(self.inputs()).cast(pl.Float64)).to_numpy().T  # null as NaN
         columns = self.transform_arrays(frame["ts"].dt.epoch("ns").to_numpy(), inputs, starts, median, scale, emit_from)
         if emit_from is not None:
             frame = frame[emitted_rows(starts, emit_from)]
@@ -151,16 +151,16 @@ class AnomalyStage:
         """The declared stage-5 columns of rows given as arrays: what ``transform`` adds, and what a live
         detector computes from each host's kept rows (no frame of them to build).
 
-        ts_ns: int64, per host segment ``starts[s]:starts[s + 1]`` in time order; inputs: (rows, ``inputs()``),
+        ts_ns: int64, per host segment ``starts[s]:starts[s + 1]`` in time order; inputs: (``inputs()``, rows),
         NaN where missing; median, scale: (segments, ``inputs()``), each segment's baseline (``baselines_of``);
         entropy: the entropy rows of the rows to compute (``permutation_entropy``'s), when the caller keeps the
         pattern counts (a live detector's ``RunningPatterns``).
         """
         z, cpu_net = robust_z(inputs, starts, median, scale, self._input_index(CPU), self._net_indices())
-        key = [self._input_index(m) for m in self.key_metrics]
-        windowed = self._windowed(ts_ns, inputs[:, key].T, z[:, key].T, cpu_net, starts, emit_from, entropy)
-        z = z[:, key] if emit_from is None else z[emitted_rows(starts, emit_from)][:, key]
-        lof, iforest = self._scores(np.where(np.isnan(z), 0.0, z))  # a missing metric counts as typical
+        key = len(self.key_metrics)  # ``inputs()`` begins with the key metrics
+        windowed = self._windowed(ts_ns, inputs[:key], z[:key], cpu_net, starts, emit_from, entropy)
+        z = z[:key].T if emit_from is None else z[:key, emitted_rows(starts, emit_from)].T
+        lof, iforest = self._scores(np.ascontiguousarray(np.where(np.isnan(z), 0.0, z)))  # missing counts as typical
         columns = {f"{m}_robust_z": pl.Series(z[:, j], nan_to_null=True) for j, m in enumerate(self.key_metrics)}
         columns |= windowed | {"lof_score": pl.Series(lof), "iforest_score": pl.Series(iforest)}
         return pl.DataFrame([columns[f.name].cast(pl.Float64).alias(f.name) for f in self.features()])
@@ -224,9 +224,9 @@ class AnomalyStage:
     def _robust_z_of(self, rows: pl.DataFrame) -> np.ndarray:
         """The key metrics' robust z of rows (any order, 0 where missing), as a C-ordered matrix."""
         median, scale = self.baselines_of(rows["host"].to_list())
-        inputs = rows.select(pl.col(self.inputs()).cast(pl.Float64)).to_numpy()
+        inputs = rows.select(pl.col(self.inputs()).cast(pl.Float64)).to_numpy().T
         z, _ = robust_z(inputs, np.arange(rows.height + 1), median, scale, self._input_index(CPU), self._net_indices())
-        z = z[:, [self._input_index(m) for m in self.key_metrics]]
+        z = z[: len(self.key_metrics)].T
         return np.ascontiguousarray(np.where(np.isnan(z), 0.0, z))
 
     def _windowed(self, ts_ns: np.ndarray, values: np.ndarray, z: np.ndarray, cpu_net: np.ndarray, starts: np.ndarray,
@@ -251,11 +251,12 @@ class AnomalyStage:
 
 def robust_z(inputs: np.ndarray, starts: np.ndarray, median: np.ndarray, scale: np.ndarray, cpu: int,
              net: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(z, cpu_net): each input's robust z (NaN where missing or not finite) with segment s's baseline
-    median[s] / scale[s], and the two rows the CPU/network correlation pairs up: the CPU's z (input cpu) and
-    the network's, the z of the inputs net weighted by their scales (a missing one counting 0)."""
+    """(z, cpu_net) of inputs (inputs, rows): each input's robust z (inputs, rows; NaN where missing or not
+    finite) with segment s's baseline median[s] / scale[s], and the two rows the CPU/network correlation pairs
+    up: the CPU's z (input cpu) and the network's, the z of the inputs net weighted by their scales (a missing
+    one counting 0)."""
     inputs = np.ascontiguousarray(inputs, dtype=np.float64)
-    z, cpu_net = np.empty_like(inputs), np.empty((2, len(inputs)))
+    z, cpu_net = np.empty_like(inputs), np.empty((2, inputs.shape[1]))
     by_hosts(_robust_z, starts, inputs, median, scale, cpu, net, z, cpu_net)
     return z, cpu_net
 
@@ -264,14 +265,14 @@ def robust_z(inputs: np.ndarray, starts: np.ndarray, median: np.ndarray, scale: 
 def _robust_z(first, last, starts, inputs, median, scale, cpu, net, z, cpu_net):
     for s in range(first, last):
         for i in range(starts[s], starts[s + 1]):
-            for j in range(inputs.shape[1]):
-                v = (inputs[i, j] - median[s, j]) / scale[s, j]
-                z[i, j] = v if np.isfinite(v) else np.nan
-            cpu_net[0, i] = z[i, cpu]
+            for j in range(inputs.shape[0]):
+                v = (inputs[j, i] - median[s, j]) / scale[s, j]
+                z[j, i] = v if np.isfinite(v) else np.nan
+            cpu_net[0, i] = z[cpu, i]
             weighted, scales = 0.0, 0.0
             for n in net:
-                if not np.isnan(z[i, n]):
-                    weighted += z[i, n] * scale[s, n]
+                if not np.isnan(z[n, i]):
+                    weighted += z[n, i] * scale[s, n]
                 scales += scale[s, n]
             cpu_net[1, i] = weighted / scales
 

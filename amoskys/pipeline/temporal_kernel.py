@@ -124,8 +124,8 @@ def _window_stats(ts_ns, x, window_ns, lo, hi, emit, shift, suffix, stats):
         end = begin
         while end < hi and ts_ns[end] < block_end_ns:
             end += 1
-        # the next block's first sample anchors this block's suffixes (unused after the last block)
-        _keep_suffixes(ts_ns, x, lo, begin, end, min(end, hi - 1), suffix)
+        if end < hi:  # the next block's windows read this block's suffixes, anchored at its first sample
+            _keep_suffixes(ts_ns, x, lo, begin, end, end, suffix)
         prefix = _EMPTY
         for i in range(begin, end if end > emit else begin):  # a block wholly before emit: its suffixes only
             prefix = _add(prefix, float(ts_ns[i] - ts_ns[begin]), x[i] - x[begin], x[i])

@@ -191,6 +191,17 @@ def _slide_entropy(code, lo, emit, x_log_x, out, shift):
 def _pearson_kernel(first, last, starts, emit_from, shift, ts_ns, window_ns, a, b, lag, out):
     for s in range(first, last):
         start, end = starts[s], starts[s + 1]
+        if emit_from[s] == end:
+            continue
+        # The rows the outputs read: from the window of the first row of emit's block (its reference pair's),
+        # each row with the sample lag before it (a stream's kept rows may reach further back).
+        block_first = emit_from[s]
+        while block_first > start and ts_ns[block_first - 1] // window_ns == ts_ns[emit_from[s]] // window_ns:
+            block_first -= 1
+        oldest = block_first
+        while oldest > start and ts_ns[oldest - 1] > ts_ns[block_first] - window_ns:
+            oldest -= 1
+        start = max(start, oldest - lag)
         ts = ts_ns[start:end]
         lo = _window_starts(ts, window_ns)
         paired, suffix = np.empty(len(ts), dtype=np.bool_), np.empty((len(ts) + 1, _SUMS))
@@ -221,7 +232,7 @@ def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, emit, suffix, out, s
         first, block_end = i, (ts_ns[i] // window_ns + 1) * window_ns
         reference = _newest_pair(paired, lo[first], first)
         ref_a, ref_b = _pair(a, b, lag, reference)
-        _suffix_sums(a, b, lag, paired, lo[first], first, ref_a, ref_b, suffix)
+        _suffix_sums(a, b, lag, paired, lo[max(first, emit)], first, ref_a, ref_b, suffix)  # what rows ≥ emit read
         sums = _NO_PAIRS  # of the block's pairs up to row i
         while i < len(b) and ts_ns[i] < block_end:
             if reference < lo[i]:  # the window has left the reference: its pairs all lie in the block
