@@ -115,10 +115,11 @@ class StreamFeatures:
         frame = frame.hstack(pl.DataFrame(values, schema=self.canonical_names, orient="row"))
         if len(slots):
             recent = self._columns(values, self.recent.columns)
-            frame = frame.hstack(self._temporal(hosts, new_starts, ts, recent))
+            window = self.recent.assemble(hosts, new_starts, ts, recent)  # what stage 2 and the pack read
+            frame = frame.hstack(self._temporal(hosts, *window))
             frame = apply(frame, self.cross)
             if self.security:
-                frame = frame.hstack(self._security(hosts, new_starts, ts, values, recent))
+                frame = frame.hstack(self._security(hosts, new_starts, ts, values, *window))
             frame = frame.hstack(self._stage5(hosts, host_names, new_starts, ts, values))
             self.recent.append(hosts, new_starts, ts, recent)
         else:
@@ -139,12 +140,14 @@ class StreamFeatures:
     def _columns(self, values: np.ndarray, names) -> np.ndarray:
         return values[:, [self._position[n] for n in names]]
 
-    def _temporal(self, hosts, new_starts, ts, recent) -> pl.DataFrame:
-        windows_s = self.settings.windows_seconds
-        keep = _rows(max(windows_s, default=0.0), self.settings.interval_seconds)
-        all_ts, metrics, starts, emit = self.recent.assemble(hosts, new_starts, ts, recent, keep, TEMPORAL_METRICS)
-        per_metric = temporal_arrays(all_ts, list(metrics), starts, windows_s, self.settings.ewm_half_lives_seconds, emit,
-                                     self._ewm[hosts], self._ewm_ns[hosts])  # fmt: skip
+    def _recent_columns(self, recent: np.ndarray, names) -> list[np.ndarray]:
+        return [recent[self.recent.columns.index(n)] for n in names]
+
+    def _temporal(self, hosts, all_ts, recent, starts, emit) -> pl.DataFrame:
+        metrics = self._recent_columns(recent, TEMPORAL_METRICS)
+        settings = self.settings
+        per_metric = temporal_arrays(all_ts, metrics, starts, settings.windows_seconds, settings.ewm_half_lives_seconds,
+                                     emit, self._ewm[hosts], self._ewm_ns[hosts])  # fmt: skip
         newest = np.cumsum(starts[1:] - emit) - 1  # each host's newest row, as an output column: its EWMs go on
         if ewm_rows := len(self.settings.ewm_half_lives_seconds):
             self._ewm[hosts] = np.stack([metric[-ewm_rows:, newest].T for metric in per_metric], axis=1)
@@ -153,10 +156,9 @@ class StreamFeatures:
         return pl.DataFrame([pl.Series(d.feature.name, column, nan_to_null=d.stat == "volatility")
                              for d, column in zip(self.temporal, outputs)])  # fmt: skip
 
-    def _security(self, hosts, new_starts, ts, values, recent) -> pl.DataFrame:
+    def _security(self, hosts, new_starts, ts, values, all_ts, recent, starts, emit) -> pl.DataFrame:
         medians = self.baselines.push(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))
-        all_ts, inputs, starts, emit = self.recent.assemble(hosts, new_starts, ts, recent, columns=SECURITY_INPUTS)
-        out = security_arrays(all_ts, tuple(inputs), starts, emit, medians.T)
+        out = security_arrays(all_ts, tuple(self._recent_columns(recent, SECURITY_INPUTS)), starts, emit, medians.T)
         return pl.DataFrame([pl.Series(name, out[j], nan_to_null=True) for j, name in enumerate(OUTPUTS)])
 
     def _stage5(self, hosts, host_names: list[str], new_starts, ts, values) -> pl.DataFrame:

@@ -3,8 +3,9 @@
 A ``History`` keeps, per host slot, the newest ``rows`` rows of some columns (a ring
 buffer) and their times. ``assemble`` lays out, for the hosts of a micro-batch, each
 host's kept rows followed by its new rows, as host segments the feature kernels take
-(``starts``, and ``emit_from``: the first new row of each host), column by column (the
-kernels read a column's rows as one contiguous array); ``append`` then keeps the new rows. The memory per host is fixed: rows × (columns + 1) × 8 bytes.
+(``starts``, and ``emit_from``: the first new row of each host), column by column (a
+kernel reads a column's rows as one contiguous array); ``append`` then keeps the new
+rows. The memory per host is fixed: rows × (columns + 1) × 8 bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class History:
         self.columns = list(columns)
         self.rows = rows
         self.ts = np.empty((0, rows), dtype=np.int64)
-        self.values = np.empty((0, rows, len(columns)))
+        self.values = np.empty((0, len(columns), rows))  # column by column: a column's kept rows are contiguous
         self.count = np.empty(0, dtype=np.int64)  # rows kept per host, at most `rows`
         self.head = np.empty(0, dtype=np.int64)  # where the next row of each host goes
 
@@ -28,28 +29,24 @@ class History:
             return
         grow = max(hosts, 2 * len(self.count), 16) - len(self.count)
         self.ts = np.concatenate([self.ts, np.zeros((grow, self.rows), dtype=np.int64)])
-        self.values = np.concatenate([self.values, np.full((grow, self.rows, len(self.columns)), np.nan)])
+        self.values = np.concatenate([self.values, np.full((grow, len(self.columns), self.rows), np.nan)])
         self.count = np.concatenate([self.count, np.zeros(grow, dtype=np.int64)])
         self.head = np.concatenate([self.head, np.zeros(grow, dtype=np.int64)])
 
     def bytes_per_host(self) -> int:
         return self.rows * (len(self.columns) + 1) * 8 + 16
 
-    def assemble(self, hosts: np.ndarray, new_starts: np.ndarray, new_ts: np.ndarray, new_values: np.ndarray,
-                 keep: int | None = None, columns: list[str] | None = None):  # fmt: skip
-        """(ts, values, starts, emit_from): per host of hosts, up to keep (default all) of its kept rows, then its
-        new rows new_starts[i]:new_starts[i + 1] of new_ts / new_values (columns in this history's order); values
-        (columns, rows) holds the given columns only (default all), in their order."""
-        keep = self.rows if keep is None else min(keep, self.rows)
-        picked = np.array([self.columns.index(c) for c in (columns or self.columns)], dtype=np.int64)
-        kept = np.minimum(self.count[hosts], keep)
-        sizes = kept + np.diff(new_starts)
+    def assemble(self, hosts: np.ndarray, new_starts: np.ndarray, new_ts: np.ndarray, new_values: np.ndarray):
+        """(ts, values, starts, emit_from): per host of hosts, its kept rows, then its new rows
+        new_starts[i]:new_starts[i + 1] of new_ts / new_values (rows, columns in this history's order); values is
+        (columns, rows)."""
+        kept = self.count[hosts]
         starts = np.zeros(len(hosts) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=starts[1:])
+        np.cumsum(kept + np.diff(new_starts), out=starts[1:])
         ts = np.empty(starts[-1], dtype=np.int64)
-        values = np.empty((len(picked), starts[-1]))
-        _assemble(hosts, kept, starts, new_starts, new_ts, new_values, self.ts, self.values, self.head, self.rows,
-                  picked, ts, values)  # fmt: skip
+        values = np.empty((len(self.columns), starts[-1]))
+        _assemble(hosts, kept, starts, new_starts, new_ts, new_values, self.ts, self.values, self.head, self.rows, ts,
+                  values)  # fmt: skip
         return ts, values, starts, starts[:-1] + kept
 
     def append(self, hosts: np.ndarray, new_starts: np.ndarray, new_ts: np.ndarray, new_values: np.ndarray) -> None:
@@ -57,21 +54,22 @@ class History:
 
 
 @njit
-def _assemble(hosts, kept, starts, new_starts, new_ts, new_values, ring_ts, ring_values, head, rows, picked, ts,
-              values):  # fmt: skip
+def _assemble(hosts, kept, starts, new_starts, new_ts, new_values, ring_ts, ring_values, head, rows, ts, values):
     for i in range(len(hosts)):
-        h, out = hosts[i], starts[i]
-        for j in range(kept[i]):  # oldest first
-            slot = (head[h] - kept[i] + j) % rows
-            ts[out] = ring_ts[h, slot]
-            for c in range(len(picked)):
-                values[c, out] = ring_values[h, slot, picked[c]]
-            out += 1
-        for r in range(new_starts[i], new_starts[i + 1]):
-            ts[out] = new_ts[r]
-            for c in range(len(picked)):
-                values[c, out] = new_values[r, picked[c]]
-            out += 1
+        h, out, new = hosts[i], starts[i], new_starts[i + 1] - new_starts[i]
+        # the kept rows, oldest first: the ring's slots from first to its end, then from its start (wrapped)
+        first = (head[h] - kept[i]) % rows
+        ahead = min(kept[i], rows - first)
+        wrapped = kept[i] - ahead
+        ts[out : out + ahead] = ring_ts[h, first : first + ahead]
+        ts[out + ahead : out + kept[i]] = ring_ts[h, :wrapped]
+        ts[out + kept[i] : out + kept[i] + new] = new_ts[new_starts[i] : new_starts[i + 1]]
+        for c in range(values.shape[0]):
+            column = ring_values[h, c]
+            values[c, out : out + ahead] = column[first : first + ahead]
+            values[c, out + ahead : out + kept[i]] = column[:wrapped]
+            for r in range(new):
+                values[c, out + kept[i] + r] = new_values[new_starts[i] + r, c]
 
 
 @njit
@@ -80,6 +78,6 @@ def _append(hosts, new_starts, new_ts, new_values, ring_ts, ring_values, head, c
         h = hosts[i]
         for r in range(new_starts[i], new_starts[i + 1]):
             ring_ts[h, head[h]] = new_ts[r]
-            ring_values[h, head[h]] = new_values[r]
+            ring_values[h, :, head[h]] = new_values[r]
             head[h] = (head[h] + 1) % rows
             count[h] = min(count[h] + 1, rows)
