@@ -44,6 +44,7 @@ from amoskys.pipeline.features import apply
 from amoskys.pipeline.packs._security_kernel import BASELINE_S, INPUTS as SECURITY_INPUTS, LONG_S, OUTPUTS, security_arrays
 from amoskys.pipeline.temporal import KEY_METRICS as TEMPORAL_METRICS, temporal_defs
 from amoskys.pipeline.temporal_kernel import NO_EWM_STATE, temporal_arrays
+from amoskys.pipeline.windowed import PEARSON_STATE
 
 BASELINE_METRICS = ("net_tx_bytes_per_s", "process_forks_per_s")  # the security pack's hour-long medians
 STREAM_PACKS = ("security",)
@@ -81,6 +82,7 @@ class StreamFeatures:
         self._ewm_ns = np.empty(0, dtype=np.int64)
         # each host's stage-5 baseline (median, scale per input), looked up when the host is first seen
         self._stage5_baseline = np.full((0, 2, len(anomaly.inputs())), np.nan)
+        self._pearson = np.zeros((0, anomaly.correlations(), PEARSON_STATE))  # each host's correlation sums
 
     def check_stage5(self, anomaly: AnomalyStage) -> None:
         """Refuse a stage 5 whose inputs, window or features are not the current one's (the kept rows and the
@@ -97,10 +99,11 @@ class StreamFeatures:
         self.check_stage5(anomaly)
         self.anomaly = anomaly
         self._stage5_baseline[:] = np.nan  # each host's baseline, looked up again in the new stage
+        self._pearson[:] = 0.0  # sums of the old baselines' z: summed again from the kept rows
 
     def bytes_per_host(self) -> int:
         histories = [h for h in (self.recent, self.stage5, self.baselines, self.patterns) if h is not None]
-        per_host = (self._ewm, self._ewm_ns, self._stage5_baseline)  # a row per host each, of 8-byte values
+        per_host = (self._ewm, self._ewm_ns, self._stage5_baseline, self._pearson)  # a row per host, 8-byte values
         return sum(h.bytes_per_host() for h in histories) + sum(8 * int(np.prod(a.shape[1:])) for a in per_host)
 
     def push(self, rows: CanonicalRows, host_names: list[str]) -> pl.DataFrame:
@@ -136,6 +139,7 @@ class StreamFeatures:
             self._ewm_ns = np.concatenate([self._ewm_ns, np.full(grow, NO_EWM_STATE, dtype=np.int64)])
             unseen = np.full((grow, *self._stage5_baseline.shape[1:]), np.nan)
             self._stage5_baseline = np.concatenate([self._stage5_baseline, unseen])
+            self._pearson = np.concatenate([self._pearson, np.zeros((grow, *self._pearson.shape[1:]))])
 
     def _columns(self, values: np.ndarray, names) -> np.ndarray:
         return values[:, [self._position[n] for n in names]]
@@ -169,8 +173,11 @@ class StreamFeatures:
         if len(unseen := hosts[np.isnan(self._stage5_baseline[hosts, 0, 0])]):
             median, scale = self.anomaly.baselines_of([host_names[h] for h in unseen.tolist()])
             self._stage5_baseline[unseen] = np.stack([median, scale], axis=1)
-        baseline = self._stage5_baseline[hosts]
-        return self.anomaly.transform_arrays(all_ts, kept, starts, baseline[:, 0], baseline[:, 1], emit, entropy)
+        baseline, pearson_state = self._stage5_baseline[hosts], self._pearson[hosts]
+        columns = self.anomaly.transform_arrays(all_ts, kept, starts, baseline[:, 0], baseline[:, 1], emit, entropy,
+                                                pearson_state)  # fmt: skip
+        self._pearson[hosts] = pearson_state
+        return columns
 
 
 def _rows(span_s: float, step_s: float) -> int:

@@ -146,19 +146,20 @@ class AnomalyStage:
         return frame.hstack(columns)
 
     def transform_arrays(self, ts_ns: np.ndarray, inputs: np.ndarray, starts: np.ndarray, median: np.ndarray,
-                         scale: np.ndarray, emit_from: np.ndarray | None = None,
-                         entropy: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
+                         scale: np.ndarray, emit_from: np.ndarray | None = None, entropy: np.ndarray | None = None,
+                         pearson_state: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
         """The declared stage-5 columns of rows given as arrays: what ``transform`` adds, and what a live
         detector computes from each host's kept rows (no frame of them to build).
 
         ts_ns: int64, per host segment ``starts[s]:starts[s + 1]`` in time order; inputs: (``inputs()``, rows),
         NaN where missing; median, scale: (segments, ``inputs()``), each segment's baseline (``baselines_of``);
         entropy: the entropy rows of the rows to compute (``permutation_entropy``'s), when the caller keeps the
-        pattern counts (a live detector's ``RunningPatterns``).
+        pattern counts (a live detector's ``RunningPatterns``); pearson_state: (segments, ``correlations()``,
+        ``PEARSON_STATE``), the correlations' ``pearson`` state when the caller keeps it (a live detector).
         """
         z, cpu_net = robust_z(inputs, starts, median, scale, self._input_index(CPU), self._net_indices())
         key = len(self.key_metrics)  # ``inputs()`` begins with the key metrics
-        windowed = self._windowed(ts_ns, inputs[:key], z[:key], cpu_net, starts, emit_from, entropy)
+        windowed = self._windowed(ts_ns, inputs[:key], z[:key], cpu_net, starts, emit_from, entropy, pearson_state)
         z = z[:key].T if emit_from is None else z[:key, emitted_rows(starts, emit_from)].T
         lof, iforest = self._scores(np.ascontiguousarray(np.where(np.isnan(z), 0.0, z)))  # missing counts as typical
         columns = {f"{m}_robust_z": pl.Series(z[:, j], nan_to_null=True) for j, m in enumerate(self.key_metrics)}
@@ -208,6 +209,10 @@ class AnomalyStage:
         if not hasattr(self, "baselines_"):
             raise ModelError("AnomalyStage is not fitted: call fit(train) first")
 
+    def correlations(self) -> int:
+        """How many Pearson correlations a row has: each key metric's autocorrelation, and the CPU/network one."""
+        return len(self.key_metrics) + 1
+
     def window_ns(self) -> int:
         return int(round(self.window_s * 1e9))
 
@@ -230,15 +235,19 @@ class AnomalyStage:
         return np.ascontiguousarray(np.where(np.isnan(z), 0.0, z))
 
     def _windowed(self, ts_ns: np.ndarray, values: np.ndarray, z: np.ndarray, cpu_net: np.ndarray, starts: np.ndarray,
-                  emit_from: np.ndarray | None, entropy: np.ndarray | None) -> dict[str, pl.Series]:  # fmt: skip
+                  emit_from: np.ndarray | None, entropy: np.ndarray | None,
+                  pearson_state: np.ndarray | None) -> dict[str, pl.Series]:  # fmt: skip
         """The entropy (unless given) and correlation columns (see ``windowed``) of the rows from emit_from on;
         values, z: one row per key metric; cpu_net: the CPU's z and the network's (rows of 2)."""
-        w, window_ns = seconds(self.window_s), self.window_ns()
+        w, window_ns, key = seconds(self.window_s), self.window_ns(), len(self.key_metrics)
         ts_ns = np.ascontiguousarray(ts_ns, dtype=np.int64)
         if entropy is None:
             entropy = permutation_entropy(values, self.entropy_scales, ts_ns, starts, window_ns, emit_from)
-        autocorr = pearson(z, z, 1, ts_ns, starts, window_ns, emit_from)  # pairs (previous sample, sample)
-        cpu_net_corr = pearson(cpu_net[:1], cpu_net[1:], 0, ts_ns, starts, window_ns, emit_from)
+        state = [None, None] if pearson_state is None else [pearson_state[:, :key].copy(), pearson_state[:, key:].copy()]
+        autocorr = pearson(z, z, 1, ts_ns, starts, window_ns, emit_from, state[0])  # pairs (previous sample, sample)
+        cpu_net_corr = pearson(cpu_net[:1], cpu_net[1:], 0, ts_ns, starts, window_ns, emit_from, state[1])
+        if pearson_state is not None:
+            pearson_state[:, :key], pearson_state[:, key:] = state
         names = [f"{m}_perm_entropy_s{k}_{w}" for m in self.key_metrics for k in self.entropy_scales]
         names += [f"{m}_autocorr_{w}" for m in self.key_metrics] + [f"cpu_net_corr_{w}"]
         columns = [*entropy, *autocorr, *cpu_net_corr]

@@ -40,6 +40,10 @@ PATTERNS = 6  # order-3 ordinal patterns; a row's code is PATTERNS where it has 
 _LOG_PATTERNS = math.log(PATTERNS)
 _SUMS = 6  # Pearson sums of pairs: n, Σa, Σb, Σa², Σb², Σab (of deviations from the reference)
 _NO_PAIRS = (0.0,) * _SUMS
+# A stream's Pearson state per host and series, at its last row: whether it holds, how many rows before that row
+# the reference pair is, the reference pair, and the sums of the last block's pairs (``pearson``).
+_HOLDS, _BACK, _REF_A, _REF_B, _BLOCK_SUMS = 0, 1, 2, 3, 4
+PEARSON_STATE = _BLOCK_SUMS + _SUMS
 
 
 def permutation_entropy(x, scales, ts_ns: np.ndarray, starts: np.ndarray, window_ns: int,
@@ -61,17 +65,24 @@ def permutation_entropy(x, scales, ts_ns: np.ndarray, starts: np.ndarray, window
 
 
 def pearson(a, b, lag: int, ts_ns: np.ndarray, starts: np.ndarray, window_ns: int,
-            emit_from: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+            emit_from: np.ndarray | None = None, state: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Pearson's r of the pairs (a[p, i − lag], b[p, i]) over each row's window, for each series p.
 
     A pair needs both values (NaN = missing) and its two rows less than w apart. r is
     clipped to [−1, 1]; 0 when either side is constant (variance at most ``_FLAT`` times
     its mean square); NaN in warm-up (fewer than ``MIN_SAMPLES`` pairs).
+
+    state: a stream's (hosts, series, ``PEARSON_STATE``) array, zeros for a host without one: read where it
+    holds the sums of emit's block up to the row before emit (which then need not be summed again), and
+    written at each host's last row (the kernel resumes from it at the next call).
     """
     a, b = np.ascontiguousarray(a, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64)
     emit_from, shift, columns = output_columns(starts, emit_from)
     out = np.empty((len(b), columns))
-    by_hosts(_pearson_kernel, starts, emit_from, shift, ts_ns, window_ns, a, b, lag, out)
+    state = np.zeros((0, len(b), PEARSON_STATE)) if state is None else state
+    if state.shape[1:] != (len(b), PEARSON_STATE) or not state.flags.c_contiguous:
+        raise ValueError(f"the Pearson state must be a C-ordered (hosts, {len(b)}, {PEARSON_STATE}) array")
+    by_hosts(_pearson_kernel, starts, emit_from, shift, ts_ns, window_ns, a, b, lag, state, out)
     return out
 
 
@@ -188,15 +199,16 @@ def _slide_entropy(code, lo, emit, x_log_x, out, shift):
 
 
 @njit
-def _pearson_kernel(first, last, starts, emit_from, shift, ts_ns, window_ns, a, b, lag, out):
+def _pearson_kernel(first, last, starts, emit_from, shift, ts_ns, window_ns, a, b, lag, state, out):
+    no_state = np.empty(0)  # a batch run's
     for s in range(first, last):
         start, end = starts[s], starts[s + 1]
         if emit_from[s] == end:
             continue
         # The rows the outputs read: from the window of the first row of emit's block (its reference pair's),
         # each row with the sample lag before it (a stream's kept rows may reach further back).
-        block_first = emit_from[s]
-        while block_first > start and ts_ns[block_first - 1] // window_ns == ts_ns[emit_from[s]] // window_ns:
+        block_first, block_ns = emit_from[s], _block_start(ts_ns[emit_from[s]], window_ns)
+        while block_first > start and ts_ns[block_first - 1] >= block_ns:
             block_first -= 1
         oldest = block_first
         while oldest > start and ts_ns[oldest - 1] > ts_ns[block_first] - window_ns:
@@ -209,7 +221,14 @@ def _pearson_kernel(first, last, starts, emit_from, shift, ts_ns, window_ns, a, 
             x, y = a[p, start:end], b[p, start:end]
             _pairs(x, y, lag, ts, window_ns, paired)
             _block_pearson(x, y, lag, paired, ts, window_ns, lo, emit_from[s] - start, suffix, out[p],
-                           start + shift[s])  # fmt: skip
+                           start + shift[s], state[s, p] if len(state) else no_state)  # fmt: skip
+
+
+@njit
+def _block_start(ts_ns, window_ns):
+    """The start of the block of w holding ts_ns (compared with, rather than dividing every row's time: an
+    integer division costs as much as the rest of a row's work)."""
+    return ts_ns // window_ns * window_ns
 
 
 @njit
@@ -223,17 +242,27 @@ def _pairs(a, b, lag, ts_ns, window_ns, paired):
 
 
 @njit
-def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, emit, suffix, out, shift):
-    """out[i + shift] for i ≥ emit: r over rows lo[i]..i, block by block (see the module docstring)."""
+def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, emit, suffix, out, shift, state):
+    """out[i + shift] for i ≥ emit: r over rows lo[i]..i, block by block (see the module docstring); state:
+    ``pearson``'s for this host and series, or empty."""
     i = emit
-    while 0 < i < len(b) and ts_ns[i - 1] // window_ns == ts_ns[emit] // window_ns:
-        i -= 1  # back to the first row of emit's block
+    if emit < len(b):
+        block_ns = _block_start(ts_ns[emit], window_ns)
+        while i > 0 and ts_ns[i - 1] >= block_ns:
+            i -= 1  # back to the first row of emit's block
+    resume = len(state) > 0 and state[_HOLDS] == 1.0 and i < emit  # state: the block up to emit - 1
     while i < len(b):
         first, block_end = i, (ts_ns[i] // window_ns + 1) * window_ns
-        reference = _newest_pair(paired, lo[first], first)
-        ref_a, ref_b = _pair(a, b, lag, reference)
-        _suffix_sums(a, b, lag, paired, lo[max(first, emit)], first, ref_a, ref_b, suffix)  # what rows ≥ emit read
-        sums = _NO_PAIRS  # of the block's pairs up to row i
+        if resume:
+            reference, ref_a, ref_b = emit - 1 - int(state[_BACK]), state[_REF_A], state[_REF_B]
+            sums = _kept_sums(state)
+            i, resume = emit, False
+        else:
+            reference = _newest_pair(paired, lo[first], first)
+            ref_a, ref_b = _pair(a, b, lag, reference)
+            sums = _NO_PAIRS  # of the block's pairs up to row i
+        # the earlier block's part of the windows of rows ≥ emit; no pair there once the reference has left them
+        _suffix_sums(a, b, lag, paired, lo[max(first, emit)], first, ref_a, ref_b, suffix)
         while i < len(b) and ts_ns[i] < block_end:
             if reference < lo[i]:  # the window has left the reference: its pairs all lie in the block
                 reference = _oldest_pair(paired, first)
@@ -246,6 +275,23 @@ def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, emit, suffix, out, s
                 older = (suffix[j, 0], suffix[j, 1], suffix[j, 2], suffix[j, 3], suffix[j, 4], suffix[j, 5])
                 out[i + shift] = _r(sums, older, ref_a, ref_b)
             i += 1
+    if len(state):
+        _keep_sums(state, len(b) - 1 - reference, ref_a, ref_b, sums, 0 <= reference < len(b))
+
+
+@njit
+def _kept_sums(state):
+    s = state[_BLOCK_SUMS:]
+    return (s[0], s[1], s[2], s[3], s[4], s[5])
+
+
+@njit
+def _keep_sums(state, back, ref_a, ref_b, sums, holds):
+    """The state at a host's last row. It does not hold while the reference is a pair yet to come (a window
+    without pairs): a batch run would pick one of the rows after, a stream cannot."""
+    state[_HOLDS], state[_BACK], state[_REF_A], state[_REF_B] = 1.0 if holds else 0.0, back, ref_a, ref_b
+    for f in range(_SUMS):
+        state[_BLOCK_SUMS + f] = sums[f]
 
 
 @njit

@@ -18,7 +18,7 @@ from amoskys.pipeline.features import ANOMALY
 from amoskys.pipeline.outlier_scores import _BLOCK, Forest, Lof, median_mad_scale
 from amoskys.pipeline.source import simulated
 from amoskys.pipeline.split import split_by_time
-from amoskys.pipeline.windowed import pearson, permutation_entropy
+from amoskys.pipeline.windowed import PEARSON_STATE, pearson, permutation_entropy
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CPU = "cpu_busy_pct"
@@ -451,3 +451,30 @@ def test_windowed_outputs_from_emit_from_equal_a_full_run_given_two_windows_of_h
         emitted = np.concatenate([np.arange(e, end) for e, end in zip(buffer_emit, buffer_starts[1:])])
         for whole, buffered in zip(full, part):  # the emitted rows only, host after host
             assert np.array_equal(buffered, whole[:, rows[emitted]], equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pearson_resumed_from_its_state_micro_batch_after_micro_batch_equals_a_full_run(seed):
+    # As a live detector runs it: per call, the hosts with new rows (0-3 each, often mid-block), each with its
+    # kept rows of the last 2w, and its state from the call before. Host 0's gap and z[1]'s missing run longer
+    # than the window (windows without pairs, where the state cannot hold) are in the series.
+    _, z, ts, starts = windowed_series()
+    full = [pearson(z, z, 1, ts, starts, W_NS), pearson(z[:1], z[1:], 0, ts, starts, W_NS)]
+    rng = np.random.default_rng(seed)
+    states = [np.zeros((len(starts) - 1, 2, PEARSON_STATE)), np.zeros((len(starts) - 1, 1, PEARSON_STATE))]
+    done, calls = starts[:-1].copy(), 0
+    while np.any(done < starts[1:]):
+        upto = np.minimum(done + rng.integers(0, 4, len(done)), starts[1:])
+        if not len(hosts := np.flatnonzero(upto > done)):
+            continue
+        kept = [np.arange(max(starts[h], done[h] - 2 * W_NS // (5 * 10**9) - 1), upto[h]) for h in hosts]
+        rows, buffer_starts = np.concatenate(kept), np.cumsum([0, *map(len, kept)])
+        buffer_emit = buffer_starts[:-1] + (done[hosts] - [k[0] for k in kept])
+        emitted = rows[np.concatenate([np.arange(e, end) for e, end in zip(buffer_emit, buffer_starts[1:])])]
+        for (a, b, lag), whole, state in zip([(z, z, 1), (z[:1], z[1:], 0)], full, states):
+            host_state = state[hosts]
+            part = pearson(a[:, rows], b[:, rows], lag, ts[rows], buffer_starts, W_NS, buffer_emit, host_state)
+            state[hosts] = host_state
+            assert np.array_equal(part, whole[:, emitted], equal_nan=True), f"call {calls}"
+        done, calls = upto, calls + 1
+    assert states[0][:, :, 0].all()  # it holds at the end, after the windows without pairs
