@@ -14,13 +14,14 @@ holds them equal):
 - stage 5 (``AnomalyStage``, fitted on the training rows): its correlations need 2 × its
   window of its key metrics (a pair's reference reaches back up to a window before the
   window); its entropies come from running pattern counts (``patterns``), kept per host
-  and updated row by row.
+  and updated row by row; its correlations resume from each host's sums of the current
+  block (``pearson``'s state), so only the earlier block's part is summed again.
 
 So the history comes in three depths: the running medians' hour of the two baseline
 metrics, stage 5's metrics for 2 × 300 s, the metrics stage 2 and the security pack
-read for 300 s (plus a row); and the pattern counts: about 48 KiB per host on the
-default 5 s grid. Only the security pack has a
-stream kernel yet; a configuration enabling another pack is refused with a clear message.
+read for 300 s (plus a row); and the pattern counts and correlation sums: about 50 KiB
+per host on the default 5 s grid. Only the security pack has a stream kernel yet; a
+configuration enabling another pack is refused with a clear message.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ earlier rows as history, and its output holds those rows only (``jit.output_colu
 An output at time t is exactly that of a run over the whole history when the rows
 given hold the host's rows in (t − 2w, t] and the row just before them (a window's
 oldest pattern or pair reaches back up to w more): on the 5 s grid with w = 300 s, the
-120 rows before the first row to emit.
+120 rows before the first row to emit. Given a stream's state (``pearson``), Pearson
+resumes from each host's sums of the current block instead of summing them again.
 """
 
 from __future__ import annotations
