@@ -79,51 +79,90 @@ def temporal_arrays(
         ewm_from = np.zeros((hosts, metrics, len(half_lives_s)))
         ewm_from_ns = np.full(hosts, NO_EWM_STATE)
     ts_ns, ewm_from_ns = np.ascontiguousarray(ts_ns, dtype=np.int64), np.asarray(ewm_from_ns, dtype=np.int64)
-    features = []
-    for m in range(metrics):
-        out = np.empty((rows_per_metric(len(windows_s), len(half_lives_s)), columns))
-        by_hosts(_metric_features, starts, ts_ns, np.ascontiguousarray(x[m], dtype=np.float64), _ns(windows_s),
-                 _ns(half_lives_s), emit_from, shift, np.ascontiguousarray(ewm_from[:, m], dtype=np.float64),
-                 ewm_from_ns, out)  # fmt: skip
-        features.append(out)
-    return features
+    # one array per metric (module docstring), handed to the kernel as a tuple
+    out = tuple(np.empty((rows_per_metric(len(windows_s), len(half_lives_s)), columns)) for _ in range(metrics))
+    by_hosts(_host_features, starts, ts_ns, tuple(_read_only(values) for values in x), _ns(windows_s),
+             _ns(half_lives_s), emit_from, shift, np.ascontiguousarray(ewm_from, dtype=np.float64), ewm_from_ns,
+             out)  # fmt: skip
+    return list(out)
 
 
 def _ns(durations_s: tuple[float, ...]) -> np.ndarray:
     return np.array([round(d * _NS) for d in durations_s], dtype=np.int64)
 
 
+def _read_only(values: np.ndarray) -> np.ndarray:
+    """values as a read-only C-contiguous float64 view: Polars' zero-copy columns are read-only, and one array type
+    for all metrics makes them one tuple type for the kernel."""
+    view = np.ascontiguousarray(values, dtype=np.float64).view()
+    view.flags.writeable = False
+    return view
+
+
 @njit
-def _metric_features(first, last, starts, ts_ns, x, windows_ns, half_lives_ns, emit_from, shift, ewm_from,
-                     ewm_from_ns, out):  # fmt: skip
-    """One metric's features (rows of out, ``rows_per_metric``) for hosts first..last - 1; row i's go to
-    column i + shift[s]."""
+def _host_features(first, last, starts, ts_ns, x, windows_ns, half_lives_ns, emit_from, shift, ewm_from, ewm_from_ns,
+                   out):  # fmt: skip
+    """Every metric's features (out[m], ``rows_per_metric`` rows) for hosts first..last - 1; row i's go to column
+    i + shift[s]. Where each window's blocks begin and each row's window begins depend on the times only: found
+    once for all metrics."""
+    # scratch for the longest host, allocated once: an allocation per host cost more than a live row's work
+    longest = np.max(starts[first + 1 : last + 1] - starts[first:last])
+    suffix, edges = np.empty((longest, len(_EMPTY))), np.empty((2, longest), dtype=np.int64)
+    bounds = np.empty(longest + 1, dtype=np.int64)
     for s in range(first, last):
         lo, hi, emit = starts[s], starts[s + 1], emit_from[s]
         if emit == hi:
             continue
-        suffix = np.empty((hi - lo, len(_EMPTY)))
         for k in range(len(windows_ns)):
-            stats = out[k * len(STATS) : (k + 1) * len(STATS)]
-            _window_stats(ts_ns, x, windows_ns[k], lo, hi, emit, shift[s], suffix, stats)
+            blocks = _blocks(ts_ns, lo, emit, hi, windows_ns[k], bounds)
+            _edges(ts_ns, lo, emit, hi, windows_ns[k], edges)
+            for m in range(len(x)):
+                _window_stats(ts_ns, x[m], windows_ns[k], lo, hi, emit, shift[s], bounds, blocks, edges, suffix, out[m],
+                              k * len(STATS))  # fmt: skip
         first_ewm = len(windows_ns) * len(STATS)
-        for h in range(len(half_lives_ns)):
-            _ewm(ts_ns, x, half_lives_ns[h], lo, hi, emit, shift[s], ewm_from[s, h], ewm_from_ns[s], out[first_ewm + h])
+        for m in range(len(x)):
+            for h in range(len(half_lives_ns)):
+                _ewm(ts_ns, x[m], half_lives_ns[h], lo, hi, emit, shift[s], ewm_from[s, m, h], ewm_from_ns[s],
+                     out[m][first_ewm + h])  # fmt: skip
 
 
 @njit
-def _window_stats(ts_ns, x, window_ns, lo, hi, emit, shift, suffix, stats):
-    """One metric's ``STATS`` over one window (into the rows of stats, row i at column i + shift), for rows
-    emit..hi - 1 of the segment lo:hi; suffix: scratch, one row per row of the segment."""
-    start = _oldest(ts_ns, lo, emit, window_ns)  # the oldest row an output reads
-    oldest, at_edge = start, lo  # of the current row's (t - w, t], and of [t - w, t] for its roc
-    window_s = window_ns / _NS
-    begin = start
-    while begin < hi:  # a block: begin..end - 1
+def _blocks(ts_ns, lo, emit, hi, window_ns, bounds):
+    """Into bounds, and returns how many: the first row of each block (one window long, on the epoch) from the
+    oldest row an output of rows emit..hi - 1 reads, then hi."""
+    begin, n = _oldest(ts_ns, lo, emit, window_ns), 0
+    while begin < hi:
+        bounds[n], n = begin, n + 1
         block_end_ns = (ts_ns[begin] // window_ns + 1) * window_ns
-        end = begin
-        while end < hi and ts_ns[end] < block_end_ns:
-            end += 1
+        while begin < hi and ts_ns[begin] < block_end_ns:
+            begin += 1
+    bounds[n] = hi
+    return n + 1
+
+
+@njit
+def _edges(ts_ns, lo, emit, hi, window_ns, edges):
+    """Into edges[:, i - emit], for each row i of emit..hi - 1: the oldest row of its window (t - w, t], and of
+    [t - w, t] (its roc's)."""
+    oldest = _oldest(ts_ns, lo, emit, window_ns)
+    at_edge = max(lo, oldest - 1)  # the row exactly w before, if any, is the one before the window's
+    for i in range(emit, hi):
+        while ts_ns[oldest] <= ts_ns[i] - window_ns:
+            oldest += 1
+        while ts_ns[at_edge] < ts_ns[i] - window_ns:
+            at_edge += 1
+        edges[0, i - emit], edges[1, i - emit] = oldest, at_edge
+
+
+@njit
+def _window_stats(ts_ns, x, window_ns, lo, hi, emit, shift, bounds, blocks, edges, suffix, out, first_row):
+    """One metric's ``STATS`` over one window (into the rows of out from first_row, row i at column i + shift),
+    for rows emit..hi - 1 of the segment lo:hi, block by block (``_blocks``, ``_edges``); suffix: scratch, one
+    row per row of the segment. (Indices into out and bounds rather than views of them: a view per call costs
+    more than a live row's statistics.)"""
+    window_s = window_ns / _NS
+    for b in range(blocks - 1):
+        begin, end = bounds[b], bounds[b + 1]
         if end < hi:  # the next block's windows read this block's suffixes, anchored at its first sample
             _keep_suffixes(ts_ns, x, lo, begin, end, end, suffix)
         prefix = _EMPTY
@@ -131,13 +170,9 @@ def _window_stats(ts_ns, x, window_ns, lo, hi, emit, shift, suffix, stats):
             prefix = _add(prefix, float(ts_ns[i] - ts_ns[begin]), x[i] - x[begin], x[i])
             if i < emit:
                 continue
-            while ts_ns[oldest] <= ts_ns[i] - window_ns:
-                oldest += 1
-            while ts_ns[at_edge] < ts_ns[i] - window_ns:
-                at_edge += 1
+            oldest, at_edge = edges[0, i - emit], edges[1, i - emit]
             window = _merge(_suffix(suffix, oldest - lo), prefix) if oldest < begin else prefix
-            _write_stats(window, i - oldest + 1, x[begin], x[i] - x[at_edge], window_s, stats, i + shift)
-        begin = end
+            _write_stats(window, i - oldest + 1, x[begin], x[i] - x[at_edge], window_s, out, first_row, i + shift)
 
 
 @njit
@@ -171,31 +206,32 @@ def _keep_suffixes(ts_ns, x, lo, begin, end, anchor, suffix):
     sums = _EMPTY
     for j in range(end - 1, begin - 1, -1):
         sums = _add(sums, float(ts_ns[j] - ts_ns[anchor]), x[j] - x[anchor], x[j])
-        for f in range(len(sums)):
-            suffix[j - lo, f] = sums[f]
+        # index by index: a loop indexing the tuple at run time, or a view of the row, costs more than the sums
+        r = j - lo
+        suffix[r, 0], suffix[r, 1], suffix[r, 2], suffix[r, 3], suffix[r, 4], suffix[r, 5], suffix[r, 6] = sums
 
 
 @njit
 def _suffix(suffix, j):
-    s = suffix[j]
-    return (s[0], s[1], s[2], s[3], s[4], s[5], s[6])
+    return (suffix[j, 0], suffix[j, 1], suffix[j, 2], suffix[j, 3], suffix[j, 4], suffix[j, 5], suffix[j, 6])
 
 
 @njit
-def _write_stats(sums, n, anchor, change, window_s, stats, i):
-    """Column i of the ``STATS``, from the sums of its n samples about anchor, and its change over the window."""
+def _write_stats(sums, n, anchor, change, window_s, out, first_row, i):
+    """Column i of the ``STATS`` (rows of out from first_row), from the sums of its n samples about anchor, and its
+    change over the window."""
     share = 1.0 / n
     mean_du, mean_dx = sums[0] * share, sums[2] * share
     var_u = sums[1] * share - mean_du * mean_du
     std = np.sqrt(max(sums[3] * share - mean_dx * mean_dx, 0.0))
     mean = anchor + mean_dx
-    stats[_MEAN, i] = mean
-    stats[_STD, i] = std
-    stats[_MIN, i] = sums[5]
-    stats[_MAX, i] = sums[6]
-    stats[_ROC, i] = change / window_s
-    stats[_SLOPE, i] = (sums[4] * share - mean_du * mean_dx) / var_u * _NS if var_u > 0.0 else 0.0  # per second
-    stats[_VOLATILITY, i] = std / abs(mean) if mean != 0.0 else np.nan
+    out[first_row + _MEAN, i] = mean
+    out[first_row + _STD, i] = std
+    out[first_row + _MIN, i] = sums[5]
+    out[first_row + _MAX, i] = sums[6]
+    out[first_row + _ROC, i] = change / window_s
+    out[first_row + _SLOPE, i] = (sums[4] * share - mean_du * mean_dx) / var_u * _NS if var_u > 0.0 else 0.0  # per s
+    out[first_row + _VOLATILITY, i] = std / abs(mean) if mean != 0.0 else np.nan
 
 
 @njit

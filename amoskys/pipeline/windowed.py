@@ -91,12 +91,18 @@ def pearson(a, b, lag: int, ts_ns: np.ndarray, starts: np.ndarray, window_ns: in
 def _window_starts(ts_ns, window_ns):
     """For each row of one host, the index of its oldest row in (t − w, t]."""
     lo = np.empty(len(ts_ns), dtype=np.int64)
+    _fill_window_starts(ts_ns, window_ns, lo)
+    return lo
+
+
+@njit
+def _fill_window_starts(ts_ns, window_ns, lo):
+    """lo[i] = ``_window_starts``'s, into lo."""
     oldest = 0
     for i in range(len(ts_ns)):
         while ts_ns[oldest] <= ts_ns[i] - window_ns:
             oldest += 1
         lo[i] = oldest
-    return lo
 
 
 @njit
@@ -202,6 +208,10 @@ def _slide_entropy(code, lo, emit, x_log_x, out, shift):
 @njit
 def _pearson_kernel(first, last, starts, emit_from, shift, ts_ns, window_ns, a, b, lag, state, out):
     no_state = np.empty(0)  # a batch run's
+    # scratch for the longest host, allocated once: an allocation per host cost more than a live row's work
+    longest = np.max(starts[first + 1 : last + 1] - starts[first:last])
+    lo_all, paired_all = np.empty(longest, dtype=np.int64), np.empty(longest, dtype=np.bool_)
+    suffix = np.empty((longest + 1, _SUMS))
     for s in range(first, last):
         start, end = starts[s], starts[s + 1]
         if emit_from[s] == end:
@@ -216,8 +226,8 @@ def _pearson_kernel(first, last, starts, emit_from, shift, ts_ns, window_ns, a, 
             oldest -= 1
         start = max(start, oldest - lag)
         ts = ts_ns[start:end]
-        lo = _window_starts(ts, window_ns)
-        paired, suffix = np.empty(len(ts), dtype=np.bool_), np.empty((len(ts) + 1, _SUMS))
+        lo, paired = lo_all[: len(ts)], paired_all[: len(ts)]
+        _fill_window_starts(ts, window_ns, lo)
         for p in range(len(b)):
             x, y = a[p, start:end], b[p, start:end]
             _pairs(x, y, lag, ts, window_ns, paired)
@@ -282,8 +292,8 @@ def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, emit, suffix, out, s
 
 @njit
 def _kept_sums(state):
-    s = state[_BLOCK_SUMS:]
-    return (s[0], s[1], s[2], s[3], s[4], s[5])
+    k = _BLOCK_SUMS
+    return (state[k], state[k + 1], state[k + 2], state[k + 3], state[k + 4], state[k + 5])
 
 
 @njit
@@ -291,8 +301,8 @@ def _keep_sums(state, back, ref_a, ref_b, sums, holds):
     """The state at a host's last row. It does not hold while the reference is a pair yet to come (a window
     without pairs): a batch run would pick one of the rows after, a stream cannot."""
     state[_HOLDS], state[_BACK], state[_REF_A], state[_REF_B] = 1.0 if holds else 0.0, back, ref_a, ref_b
-    for f in range(_SUMS):
-        state[_BLOCK_SUMS + f] = sums[f]
+    k = _BLOCK_SUMS  # index by index: a loop indexing the tuple at run time costs more than a row's sums
+    state[k], state[k + 1], state[k + 2], state[k + 3], state[k + 4], state[k + 5] = sums
 
 
 @njit
