@@ -71,3 +71,9 @@ def test_incidents_reach_a_higher_threat_than_normal_rows(fleet_train, fleet_tes
 
 def test_default_rules_stay_silent_without_the_security_pack(fleet_test):
     assert all(not rule.fires(fleet_test.frame).any() for rule in DEFAULT_RULES)
+
+
+def test_a_rule_fires_where_every_bound_is_reached_never_on_null_nan_or_a_missing_feature():
+    frame = pl.DataFrame({"a": [5.0, 5.0, None, float("nan"), 2.0], "b": [1, 0, 1, 1, 1]})
+    assert Rule("r", "", (("a", 2.0), ("b", 1.0))).fires(frame).tolist() == [True, False, False, False, True]
+    assert Rule("s", "", (("a", 0.0), ("absent", 0.0))).fires(frame).tolist() == [False] * 5
