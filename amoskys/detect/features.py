@@ -41,7 +41,7 @@ from amoskys.pipeline import packs
 from amoskys.pipeline.anomaly import AnomalyStage
 from amoskys.pipeline.canonical import canonical_features
 from amoskys.pipeline.cross import cross_defs
-from amoskys.pipeline.features import apply
+from amoskys.pipeline.features import evaluate
 from amoskys.pipeline.packs._security_kernel import BASELINE_S, INPUTS as SECURITY_INPUTS, LONG_S, OUTPUTS, security_arrays
 from amoskys.pipeline.temporal import KEY_METRICS as TEMPORAL_METRICS, temporal_defs
 from amoskys.pipeline.temporal_kernel import NO_EWM_STATE, temporal_arrays
@@ -114,21 +114,20 @@ class StreamFeatures:
         hosts, first = np.unique(slots, return_index=True)
         new_starts = np.append(first, len(slots)).astype(np.int64)
         self._reserve(int(slots.max(initial=-1)) + 1)
-        frame = pl.DataFrame({"host": [host_names[h] for h in slots.tolist()],
-                              "ts": pl.Series(ts).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")})  # fmt: skip
-        frame = frame.hstack(pl.DataFrame(values, schema=self.canonical_names, orient="row"))
-        if len(slots):
-            recent = self._columns(values, self.recent.columns)
-            window = self.recent.assemble(hosts, new_starts, ts, recent)  # what stage 2 and the pack read
-            frame = frame.hstack(self._temporal(hosts, *window))
-            frame = apply(frame, self.cross)
-            if self.security:
-                frame = frame.hstack(self._security(hosts, new_starts, ts, values, *window))
-            frame = frame.hstack(self._stage5(hosts, host_names, new_starts, ts, values))
-            self.recent.append(hosts, new_starts, ts, recent)
-        else:
-            frame = pl.DataFrame(schema={"host": pl.String, "ts": pl.Datetime("ns", "UTC"), **dict.fromkeys(self.names, pl.Float64)})
-        return frame[["host", "ts", *self.names]]  # (by names: a select of as many expressions cost more)
+        if not len(slots):
+            return pl.DataFrame(schema={"host": pl.String, "ts": pl.Datetime("ns", "UTC"), **dict.fromkeys(self.names, pl.Float64)})
+        canonical = pl.DataFrame(values, schema=self.canonical_names, orient="row")
+        recent = self._columns(values, self.recent.columns)
+        window = self.recent.assemble(hosts, new_starts, ts, recent)  # what stage 2 and the pack read
+        parts = [
+            pl.DataFrame({"host": [host_names[h] for h in slots.tolist()],
+                          "ts": pl.Series(ts).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")}),
+            canonical, self._temporal(hosts, *window), evaluate(canonical, self.cross),
+            *([self._security(hosts, new_starts, ts, values, *window)] if self.security else []),
+            self._stage5(hosts, host_names, new_starts, ts, values),
+        ]  # fmt: skip
+        self.recent.append(hosts, new_starts, ts, recent)
+        return pl.concat(parts, how="horizontal")  # the columns in the order of names: one concatenation
 
     def _reserve(self, hosts: int) -> None:
         for history in (self.recent, self.stage5, self.baselines, self.patterns):

@@ -59,7 +59,8 @@ class Junction:
             return Verdicts([], [])
         assessed = self.model.assess(rows, self.top_k, explain_from=self.policy.floor)
         hosts, stamps = rows["host"].to_list(), rows["ts"].dt.epoch("ns").to_list()
-        context = rows.select(c for c in CONTEXT_METRICS if c in rows.columns).to_dicts()
+        present = set(rows.columns)
+        context = rows.select(c for c in CONTEXT_METRICS if c in present).to_dicts()
         detections, changed = [], {}
         for host, ts_ns, verdict, metrics in zip(hosts, stamps, assessed, context):
             explanation = {"members": verdict["members"], "rules": verdict["rules"]}

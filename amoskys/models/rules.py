@@ -50,6 +50,7 @@ def rule_hits(frame: pl.DataFrame, rules: tuple[Rule, ...] = DEFAULT_RULES) -> d
     number); and a live micro-batch's few hundred rows cost less so than a Polars query's planning.
     """
     values: dict[str, np.ndarray] = {}
+    present = set(frame.columns)
 
     def column(feature: str) -> np.ndarray:
         if feature not in values:
@@ -58,7 +59,7 @@ def rule_hits(frame: pl.DataFrame, rules: tuple[Rule, ...] = DEFAULT_RULES) -> d
 
     hits = {}
     for rule in rules:
-        hit = np.full(frame.height, all(feature in frame.columns for feature, _ in rule.bounds))
+        hit = np.full(frame.height, all(feature in present for feature, _ in rule.bounds))
         for feature, bound in rule.bounds:
             if hit.any():
                 hit &= column(feature) >= bound

@@ -58,6 +58,7 @@ def _runs(keys: np.ndarray):
 def test_every_row_and_feature_is_the_batch_one(both):
     batch, stream, features, _ = both
     assert stream.select("host", "ts").equals(batch.select("host", "ts"))
+    assert stream.columns == ["host", "ts", *features.names]
     assert len(features.names) >= 100 and set(features.names) <= set(batch.columns)
     for name in features.names:
         want = batch[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
