@@ -243,7 +243,9 @@ class AnomalyStage:
         ts_ns = np.ascontiguousarray(ts_ns, dtype=np.int64)
         if entropy is None:
             entropy = permutation_entropy(values, self.entropy_scales, ts_ns, starts, window_ns, emit_from)
-        state = [None, None] if pearson_state is None else [pearson_state[:, :key].copy(), pearson_state[:, key:].copy()]
+        state = [None, None]  # each pearson call's own (C-ordered) part of the state, copied back after
+        if pearson_state is not None:
+            state = [pearson_state[:, :key].copy(), pearson_state[:, key:].copy()]
         autocorr = pearson(z, z, 1, ts_ns, starts, window_ns, emit_from, state[0])  # pairs (previous sample, sample)
         cpu_net_corr = pearson(cpu_net[:1], cpu_net[1:], 0, ts_ns, starts, window_ns, emit_from, state[1])
         if pearson_state is not None:

@@ -70,6 +70,14 @@ def output_columns(starts: np.ndarray, emit_from: np.ndarray | None = None) -> t
     return emit_from, first_column - emit_from, int(counts.sum())
 
 
+def read_only(values: np.ndarray) -> np.ndarray:
+    """values as a read-only C-contiguous float64 view: Polars' zero-copy columns are read-only, and one array type
+    for all of a kernel's columns lets them travel as one tuple type (compiled once)."""
+    view = np.ascontiguousarray(values, dtype=np.float64).view()
+    view.flags.writeable = False
+    return view
+
+
 def by_hosts(kernel, starts: np.ndarray, *args) -> None:
     """kernel(first, last, starts, *args) over every host segment, hosts split over a thread per core.
 

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from amoskys.pipeline.jit import by_hosts, njit, output_columns
+from amoskys.pipeline.jit import by_hosts, njit, output_columns, read_only
 
 STATS = ("mean", "std", "min", "max", "roc", "slope", "volatility")
 _MEAN, _STD, _MIN, _MAX, _ROC, _SLOPE, _VOLATILITY = range(len(STATS))
@@ -81,7 +81,7 @@ def temporal_arrays(
     ts_ns, ewm_from_ns = np.ascontiguousarray(ts_ns, dtype=np.int64), np.asarray(ewm_from_ns, dtype=np.int64)
     # one array per metric (module docstring), handed to the kernel as a tuple
     out = tuple(np.empty((rows_per_metric(len(windows_s), len(half_lives_s)), columns)) for _ in range(metrics))
-    by_hosts(_host_features, starts, ts_ns, tuple(_read_only(values) for values in x), _ns(windows_s),
+    by_hosts(_host_features, starts, ts_ns, tuple(read_only(values) for values in x), _ns(windows_s),
              _ns(half_lives_s), emit_from, shift, np.ascontiguousarray(ewm_from, dtype=np.float64), ewm_from_ns,
              out)  # fmt: skip
     return list(out)
@@ -89,14 +89,6 @@ def temporal_arrays(
 
 def _ns(durations_s: tuple[float, ...]) -> np.ndarray:
     return np.array([round(d * _NS) for d in durations_s], dtype=np.int64)
-
-
-def _read_only(values: np.ndarray) -> np.ndarray:
-    """values as a read-only C-contiguous float64 view: Polars' zero-copy columns are read-only, and one array type
-    for all metrics makes them one tuple type for the kernel."""
-    view = np.ascontiguousarray(values, dtype=np.float64).view()
-    view.flags.writeable = False
-    return view
 
 
 @njit

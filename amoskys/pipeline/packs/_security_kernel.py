@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from amoskys.pipeline.jit import by_hosts, njit, output_columns
+from amoskys.pipeline.jit import by_hosts, njit, output_columns, read_only
 
 INPUTS = (
     "tcp_attempt_fails_per_s", "tcp_out_rsts_per_s", "tcp_active_opens_per_s", "process_forks_per_s",
@@ -66,18 +66,10 @@ def security_arrays(ts_ns: np.ndarray, columns: tuple[np.ndarray, ...], starts: 
     """
     emit_from, shift, computed = output_columns(starts, emit_from)
     out = np.empty((len(OUTPUTS), computed))
-    columns = tuple(_read_only(values) for values in columns)
+    columns = tuple(read_only(values) for values in columns)
     baselines = np.empty((2, 0)) if baselines is None else np.ascontiguousarray(baselines, dtype=np.float64)
     by_hosts(_kernel, starts, emit_from, shift, np.ascontiguousarray(ts_ns, dtype=np.int64), columns, baselines, out)
     return out
-
-
-def _read_only(values: np.ndarray) -> np.ndarray:
-    """values as a read-only C-contiguous float64 view: Polars' zero-copy arrays are read-only, and one array
-    type for all columns keeps the kernel to one compiled version."""
-    view = np.ascontiguousarray(values, dtype=np.float64).view()
-    view.flags.writeable = False
-    return view
 
 
 @njit
