@@ -16,6 +16,7 @@ from amoskys.config import Config, PipelineConfig
 from amoskys.detect.canonical import StreamCanonical
 from amoskys.detect.features import StreamFeatures
 from amoskys.models import get
+from amoskys.pipeline.anomaly import AnomalyStage
 from amoskys.pipeline.run import StageClock, compute_features
 
 from .test_canonical_stream import awkward_fleet
@@ -33,8 +34,15 @@ def both():
     batch = pl.concat([made.train, made.val]).sort("host", "ts")
 
     features = StreamFeatures(config, made.anomaly)
+    stream = _pushed(raw.snapshots, config, features)
+    return batch, stream, features, made, raw
+
+
+def _pushed(snapshots: pl.DataFrame, config: Config, features: StreamFeatures, swap=None) -> pl.DataFrame:
+    """The stream's rows of snapshots, pushed a minute of arrivals at a time; swap: (ts_ns, stage 5) to use from
+    the first push at or after ts_ns on."""
     canonical = StreamCanonical(config.pipeline.interval_seconds, config.pipeline.max_fill_seconds)
-    snaps = raw.snapshots.sort("ts_ns", "host", maintain_order=True)
+    snaps = snapshots.sort("ts_ns", "host", maintain_order=True)
     names = tuple(c for c in snaps.columns if c not in ("host", "ts_ns"))
     hosts = sorted(snaps["host"].unique())
     slot = {h: i for i, h in enumerate(hosts)}
@@ -42,12 +50,14 @@ def both():
     parts = []
     for lo, hi in _runs(minute):
         part = snaps[lo:hi]
+        if swap is not None and part["ts_ns"][0] >= swap[0]:
+            features.use_stage5(swap[1])
+            swap = None
         values = part.select(names).cast(pl.Float64).fill_null(np.nan).to_numpy()
         rows = canonical.push(np.array([slot[h] for h in part["host"]]), part["ts_ns"].to_numpy(),
                               canonical.raw_matrix(names, values))  # fmt: skip
         parts.append(features.push(rows, hosts))
-    stream = pl.concat(parts).sort("host", "ts")
-    return batch, stream, features, made
+    return pl.concat(parts).sort("host", "ts")
 
 
 def _runs(keys: np.ndarray):
@@ -56,7 +66,7 @@ def _runs(keys: np.ndarray):
 
 
 def test_every_row_and_feature_is_the_batch_one(both):
-    batch, stream, features, _ = both
+    batch, stream, features, _, _ = both
     assert stream.select("host", "ts").equals(batch.select("host", "ts"))
     assert stream.columns == ["host", "ts", *features.names]
     assert len(features.names) >= 100 and set(features.names) <= set(batch.columns)
@@ -68,11 +78,31 @@ def test_every_row_and_feature_is_the_batch_one(both):
 
 
 def test_the_live_model_scores_stream_rows_as_batch_rows(both):
-    batch, stream, _, made = both
+    batch, stream, _, made, _ = both
     model = get("live", member_params={"iforest": {"n_estimators": 50}}).fit(made.train, made.train["label"].to_numpy())
     np.testing.assert_allclose(model.score_samples(stream), model.score_samples(batch), rtol=1e-9, atol=1e-9)
 
 
 def test_state_per_host_is_bounded(both):
-    _, _, features, _ = both
+    _, _, features, _, _ = both
     assert features.bytes_per_host() < 64 * 1024
+
+
+def test_after_a_stage5_swap_the_stream_computes_the_new_stage(both):
+    # Swapped mid-block, mid-run: each host's stage-5 baseline and correlation sums must start over from the kept
+    # rows, or the rows after the swap mix the old stage's robust z into the new one's windows.
+    batch, _, _, made, raw = both
+    config = Config(pipeline=PipelineConfig())
+    half = made.train["ts"].min() + (made.train["ts"].max() - made.train["ts"].min()) / 2
+    other = AnomalyStage().fit(made.train.filter(pl.col("ts") < half))  # other baselines, the same features
+    names = [f.name for f in other.features()]
+    block_ns = 300 * 10**9  # stage 5's window; 180 s into a block is the start of a minute, and of a push
+    swap_ns = int(batch["ts"].dt.epoch("ns").quantile(0.6)) // block_ns * block_ns + 180 * 10**9
+    stream = _pushed(raw.snapshots, config, StreamFeatures(config, made.anomaly), (swap_ns, other))
+    want = other.transform(batch.drop(names)).filter(pl.col("ts").dt.epoch("ns") >= swap_ns)
+    got = stream.filter(pl.col("ts").dt.epoch("ns") >= swap_ns)
+    assert got.height > 1000 and got.select("host", "ts").equals(want.select("host", "ts"))
+    for name in names:
+        np.testing.assert_allclose(got[name].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+                                   want[name].cast(pl.Float64).fill_null(np.nan).to_numpy(), rtol=1e-9, atol=0,
+                                   equal_nan=True, err_msg=name)  # fmt: skip
