@@ -38,6 +38,7 @@ from amoskys.models.rules import DEFAULT_RULES, Rule, rule_hits
 
 DEFAULT_MEMBERS = ("iforest", "pca", "lstm_ae")
 SAMPLE_ROWS, SAMPLE_BLOCK_ROWS = 10_000, 500
+_SCALING = ("fill_", "center_", "scale_")  # what a member fitted with the ensemble shares with it (``Detector.fit``)
 
 
 class BdhEnsemble(Detector):
@@ -195,9 +196,8 @@ class BdhEnsemble(Detector):
         shared, out = {}, {}
         for name, member in self.members_.items():
             raw = member_raws[name]
-            scaling = ("fill_", "center_", "scale_")
             if member.features_ != self.features_ or not all(
-                np.array_equal(getattr(member, a), getattr(self, a), equal_nan=True) for a in scaling
+                np.array_equal(getattr(member, a), getattr(self, a), equal_nan=True) for a in _SCALING
             ):  # fmt: skip
                 out[name] = member._prepared(raw)
                 continue

@@ -106,8 +106,9 @@ def _host_features(first, last, starts, ts_ns, x, windows_ns, half_lives_ns, emi
         if emit == hi:
             continue
         for k in range(len(windows_ns)):
-            blocks = _blocks(ts_ns, lo, emit, hi, windows_ns[k], bounds)
-            _edges(ts_ns, lo, emit, hi, windows_ns[k], edges)
+            start = _oldest(ts_ns, lo, emit, windows_ns[k])  # the oldest row an output reads
+            blocks = _blocks(ts_ns, start, hi, windows_ns[k], bounds)
+            _edges(ts_ns, lo, start, emit, hi, windows_ns[k], edges)
             for m in range(len(x)):
                 _window_stats(ts_ns, x[m], windows_ns[k], lo, hi, emit, shift[s], bounds, blocks, edges, suffix, out[m],
                               k * len(STATS))  # fmt: skip
@@ -119,10 +120,10 @@ def _host_features(first, last, starts, ts_ns, x, windows_ns, half_lives_ns, emi
 
 
 @njit
-def _blocks(ts_ns, lo, emit, hi, window_ns, bounds):
-    """Into bounds, and returns how many: the first row of each block (one window long, on the epoch) from the
-    oldest row an output of rows emit..hi - 1 reads, then hi."""
-    begin, n = _oldest(ts_ns, lo, emit, window_ns), 0
+def _blocks(ts_ns, start, hi, window_ns, bounds):
+    """Into bounds, and returns how many: the first row of each block (one window long, on the epoch) from
+    start, then hi."""
+    begin, n = start, 0
     while begin < hi:
         bounds[n], n = begin, n + 1
         block_end_ns = (ts_ns[begin] // window_ns + 1) * window_ns
@@ -133,10 +134,10 @@ def _blocks(ts_ns, lo, emit, hi, window_ns, bounds):
 
 
 @njit
-def _edges(ts_ns, lo, emit, hi, window_ns, edges):
+def _edges(ts_ns, lo, start, emit, hi, window_ns, edges):
     """Into edges[:, i - emit], for each row i of emit..hi - 1: the oldest row of its window (t - w, t], and of
-    [t - w, t] (its roc's)."""
-    oldest = _oldest(ts_ns, lo, emit, window_ns)
+    [t - w, t] (its roc's); start: the oldest row of emit's window."""
+    oldest = start
     at_edge = max(lo, oldest - 1)  # the row exactly w before, if any, is the one before the window's
     for i in range(emit, hi):
         while ts_ns[oldest] <= ts_ns[i] - window_ns:

@@ -231,8 +231,8 @@ def _pearson_kernel(first, last, starts, emit_from, shift, ts_ns, window_ns, a, 
         for p in range(len(b)):
             x, y = a[p, start:end], b[p, start:end]
             _pairs(x, y, lag, ts, window_ns, paired)
-            _block_pearson(x, y, lag, paired, ts, window_ns, lo, emit_from[s] - start, suffix, out[p],
-                           start + shift[s], state[s, p] if len(state) else no_state)  # fmt: skip
+            _block_pearson(x, y, lag, paired, ts, window_ns, lo, block_first - start, emit_from[s] - start, suffix,
+                           out[p], start + shift[s], state[s, p] if len(state) else no_state)  # fmt: skip
 
 
 @njit
@@ -253,14 +253,10 @@ def _pairs(a, b, lag, ts_ns, window_ns, paired):
 
 
 @njit
-def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, emit, suffix, out, shift, state):
-    """out[i + shift] for i ≥ emit: r over rows lo[i]..i, block by block (see the module docstring); state:
-    ``pearson``'s for this host and series, or empty."""
-    i = emit
-    if emit < len(b):
-        block_ns = _block_start(ts_ns[emit], window_ns)
-        while i > 0 and ts_ns[i - 1] >= block_ns:
-            i -= 1  # back to the first row of emit's block
+def _block_pearson(a, b, lag, paired, ts_ns, window_ns, lo, block_first, emit, suffix, out, shift, state):
+    """out[i + shift] for i ≥ emit: r over rows lo[i]..i, block by block (see the module docstring), from
+    block_first, the first row of emit's block; state: ``pearson``'s for this host and series, or empty."""
+    i = block_first
     resume = len(state) > 0 and state[_HOLDS] == 1.0 and i < emit  # state: the block up to emit - 1
     while i < len(b):
         first, block_end = i, (ts_ns[i] // window_ns + 1) * window_ns
