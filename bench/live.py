@@ -73,8 +73,7 @@ def main() -> int:
     with one_blas_thread():
         for lo, hi in steps[warm_steps:]:
             rows = canonical.push(slots[lo:hi], ts[lo:hi], canonical.raw_matrix(names, values[lo:hi]))
-            frame = features.push(rows, hosts)
-            scored += len(junction.judge(frame).detections)
+            scored += len(junction.judge(features.push(rows, hosts)).detections)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     rate = timed / seconds
     print(f"amoskys live: {timed:,} events ({scored:,} rows scored) in {seconds:.2f} s = {rate:,.0f} events/s; "

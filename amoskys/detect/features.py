@@ -37,12 +37,13 @@ from amoskys.detect.history import History
 from amoskys.detect.medians import RunningMedians
 from amoskys.detect.patterns import RunningPatterns
 from amoskys.errors import ConfigError, ModelError
+from amoskys.models.rows import FeatureRows
 from amoskys.pipeline import packs
 from amoskys.pipeline.anomaly import AnomalyStage
 from amoskys.pipeline.canonical import canonical_features
 from amoskys.pipeline.cross import cross_defs
 from amoskys.pipeline.features import evaluate
-from amoskys.pipeline.packs._security_kernel import BASELINE_S, INPUTS as SECURITY_INPUTS, LONG_S, OUTPUTS, security_arrays
+from amoskys.pipeline.packs._security_kernel import BASELINE_S, INPUTS as SECURITY_INPUTS, LONG_S, security_arrays
 from amoskys.pipeline.temporal import KEY_METRICS as TEMPORAL_METRICS, temporal_defs
 from amoskys.pipeline.temporal_kernel import NO_EWM_STATE, temporal_arrays
 from amoskys.pipeline.windowed import PEARSON_STATE
@@ -64,8 +65,11 @@ class StreamFeatures:
         self.cross = cross_defs(settings)
         self.security = "security" in settings.packs
         loaded = packs.load(settings.packs, config.packs)
-        self.names = [*self.canonical_names, *(d.feature.name for d in self.temporal), *(d.feature.name for d in self.cross),
-                      *(f.name for f in packs.declared(loaded)), *(f.name for f in anomaly.features())]  # fmt: skip
+        self.names = (*self.canonical_names, *(d.feature.name for d in self.temporal), *(d.feature.name for d in self.cross),
+                      *(f.name for f in packs.declared(loaded)), *(f.name for f in anomaly.features()))  # fmt: skip
+        self.index = {name: i for i, name in enumerate(self.names)}  # shared by every FeatureRows pushed
+        read_by_cross = {column for d in self.cross for column in d.expr.meta.root_names()}
+        self._cross_inputs = [n for n in self.canonical_names if n in read_by_cross]
         step = settings.interval_seconds
         windows = max((*settings.windows_seconds, LONG_S if self.security else 0.0), default=0.0)
         # rows of history each depth keeps: its span on the grid, both ends, and one row before (exits, rates)
@@ -107,27 +111,23 @@ class StreamFeatures:
         per_host = (self._ewm, self._ewm_ns, self._stage5_baseline, self._pearson)  # a row per host, 8-byte values
         return sum(h.bytes_per_host() for h in histories) + sum(8 * int(np.prod(a.shape[1:])) for a in per_host)
 
-    def push(self, rows: CanonicalRows, host_names: list[str]) -> pl.DataFrame:
-        """host, ts and every feature of the new canonical rows (grouped by host, in time order per host)."""
+    def push(self, rows: CanonicalRows, host_names: list[str]) -> FeatureRows:
+        """Every feature of the new canonical rows, grouped by host, in time order per host."""
         order = np.argsort(rows.slots, kind="stable")
         slots, ts, values = rows.slots[order], rows.ts_ns[order], rows.values[order]
         hosts, first = np.unique(slots, return_index=True)
         new_starts = np.append(first, len(slots)).astype(np.int64)
         self._reserve(int(slots.max(initial=-1)) + 1)
-        if not len(slots):
-            return pl.DataFrame(schema={"host": pl.String, "ts": pl.Datetime("ns", "UTC"), **dict.fromkeys(self.names, pl.Float64)})
-        canonical = pl.DataFrame(values, schema=self.canonical_names, orient="row")
-        recent = self._columns(values, self.recent.columns)
-        window = self.recent.assemble(hosts, new_starts, ts, recent)  # what stage 2 and the pack read
-        parts = [
-            pl.DataFrame({"host": [host_names[h] for h in slots.tolist()],
-                          "ts": pl.Series(ts).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")}),
-            canonical, self._temporal(hosts, *window), evaluate(canonical, self.cross),
-            *([self._security(hosts, new_starts, ts, values, *window)] if self.security else []),
-            self._stage5(hosts, host_names, new_starts, ts, values),
-        ]  # fmt: skip
-        self.recent.append(hosts, new_starts, ts, recent)
-        return pl.concat(parts, how="horizontal")  # the columns in the order of names: one concatenation
+        out = np.empty((len(self.names), len(slots)))
+        if len(slots):
+            recent = self._columns(values, self.recent.columns)
+            window = self.recent.assemble(hosts, new_starts, ts, recent)  # what stage 2 and the pack read
+            parts = [values.T, self._temporal(hosts, *window), self._cross(values),
+                     *([self._security(hosts, new_starts, ts, values, *window)] if self.security else []),
+                     self._stage5(hosts, host_names, new_starts, ts, values)]  # fmt: skip
+            self.recent.append(hosts, new_starts, ts, recent)
+            np.concatenate(parts, out=out)  # (features, rows), in the order of names
+        return FeatureRows(self.names, self.index, out, [host_names[h] for h in slots.tolist()], ts)
 
     def _reserve(self, hosts: int) -> None:
         for history in (self.recent, self.stage5, self.baselines, self.patterns):
@@ -156,16 +156,18 @@ class StreamFeatures:
         if ewm_rows := len(self.settings.ewm_half_lives_seconds):
             self._ewm[hosts] = np.stack([metric[-ewm_rows:, newest].T for metric in per_metric], axis=1)
         self._ewm_ns[hosts] = all_ts[starts[1:] - 1]
-        outputs = [row for metric in per_metric for row in metric]
-        return pl.DataFrame([pl.Series(d.feature.name, column, nan_to_null=d.stat == "volatility")
-                             for d, column in zip(self.temporal, outputs)])  # fmt: skip
+        return np.concatenate(per_metric)  # (the temporal definitions, rows): metric by metric, as declared
 
-    def _security(self, hosts, new_starts, ts, values, all_ts, recent, starts, emit) -> pl.DataFrame:
+    def _cross(self, values: np.ndarray) -> np.ndarray:
+        """Stage 3's (definitions, rows), from a frame of its inputs alone (its expressions are Polars')."""
+        inputs = pl.DataFrame(self._columns(values, self._cross_inputs), schema=self._cross_inputs, orient="row")
+        return evaluate(inputs, self.cross).cast(pl.Float64).to_numpy().T  # (null as NaN)
+
+    def _security(self, hosts, new_starts, ts, values, all_ts, recent, starts, emit) -> np.ndarray:
         medians = self.baselines.push(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))
-        out = security_arrays(all_ts, tuple(self._recent_columns(recent, SECURITY_INPUTS)), starts, emit, medians.T)
-        return pl.DataFrame([pl.Series(name, out[j], nan_to_null=True) for j, name in enumerate(OUTPUTS)])
+        return security_arrays(all_ts, tuple(self._recent_columns(recent, SECURITY_INPUTS)), starts, emit, medians.T)
 
-    def _stage5(self, hosts, host_names: list[str], new_starts, ts, values) -> pl.DataFrame:
+    def _stage5(self, hosts, host_names: list[str], new_starts, ts, values) -> np.ndarray:
         inputs = self._columns(values, self.stage5.columns)
         entropy = self.patterns.push(hosts, new_starts, ts, inputs[:, self._key])
         all_ts, kept, starts, emit = self.stage5.assemble(hosts, new_starts, ts, inputs)

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import polars as pl
+import numpy as np
 
 from amoskys.detect.policy import AlertPolicy, AlertTracker, OpenAlert, Scored
 from amoskys.errors import ModelError
 from amoskys.models.bdh import BdhEnsemble
+from amoskys.models.rows import FeatureRows
 from amoskys.store.alerts import Detection
 
 CONTEXT_METRICS = ("cpu_busy_pct", "mem_used_bytes", "load_avg_1m", "process_count", "net_tx_bytes_per_s",
@@ -53,16 +54,13 @@ class Junction:
         _check_features(model, model_set, available)
         self.model, self.model_set = model, model_set
 
-    def judge(self, rows: pl.DataFrame) -> Verdicts:
-        """Score rows (host, ts, features; in time order per host), store-ready detections and alert changes."""
+    def judge(self, rows: FeatureRows) -> Verdicts:
+        """Score rows (in time order per host), store-ready detections and alert changes."""
         if rows.height == 0:
             return Verdicts([], [])
         assessed = self.model.assess(rows, self.top_k, explain_from=self.policy.floor)
-        hosts, stamps = rows["host"].to_list(), rows["ts"].dt.epoch("ns").to_list()
-        present = set(rows.columns)
-        context = rows.select(c for c in CONTEXT_METRICS if c in present).to_dicts()
         detections, changed = [], {}
-        for host, ts_ns, verdict, metrics in zip(hosts, stamps, assessed, context):
+        for host, ts_ns, verdict, metrics in zip(rows.hosts, rows.ts_ns.tolist(), assessed, _context(rows)):
             explanation = {"members": verdict["members"], "rules": verdict["rules"]}
             if verdict["features"]:
                 explanation["features"] = verdict["features"]
@@ -74,6 +72,13 @@ class Junction:
     def close_quiet(self, now_ns: int) -> list[OpenAlert]:
         """Alerts of hosts quiet (or silent) for the policy's quiet period by now_ns, now closed."""
         return self.tracker.close_quiet(now_ns)
+
+
+def _context(rows: FeatureRows) -> list[dict]:
+    """Per row, the raw values of the context metrics the rows have (None where missing)."""
+    names = [name for name in CONTEXT_METRICS if name in rows.index]
+    values = np.stack([rows.column(name) for name in names], axis=1) if names else np.empty((rows.height, 0))
+    return [dict(zip(names, row)) for row in np.where(np.isnan(values), None, values).tolist()]
 
 
 def _check_features(model: BdhEnsemble, model_set: str, available: list[str]) -> None:

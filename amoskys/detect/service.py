@@ -83,17 +83,17 @@ class Detector:
         for group in snapshots_of(batches):
             slots = np.array([self._slot(host) for host in group.hosts], dtype=np.int64)
             rows = self.canonical.push(slots, group.ts_ns, self.canonical.raw_matrix(group.names, group.values))
-            frame = self.features.push(rows, self.host_names)
-            live = frame["ts"].dt.epoch("ns").to_numpy() >= self.started_ns
-            self.counts.warmup_rows += int((~live).sum())
-            frame = frame.filter(live)
-            verdicts = self.junction.judge(frame)
+            featured = self.features.push(rows, self.host_names)
+            live = np.flatnonzero(featured.ts_ns >= self.started_ns)
+            self.counts.warmup_rows += featured.height - len(live)
+            featured = featured if len(live) == featured.height else featured[live]
+            verdicts = self.junction.judge(featured)
             if verdicts.detections:
                 write_detections(self.store, verdicts.detections)
                 if self.on_stored is not None:
                     self.on_stored(verdicts.detections)
             self._save(verdicts.alerts)
-            scored += frame.height
+            scored += featured.height
             self.counts.snapshots += len(group.hosts)  # processed: what a caller waiting for the detector sees
         self.counts.scored_rows += scored
         self.counts.canonical = dict(zip(COUNT_NAMES, self.canonical.counts.tolist()))

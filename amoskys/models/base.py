@@ -7,7 +7,8 @@ missing value (the training median) and a robust scale (training median and IQR)
 the model, and sets ``threshold_`` to a quantile of the training scores: training data
 only. ``score_samples(X)`` is higher for more anomalous rows; ``predict`` compares it
 with ``threshold_``. ``explain(X, top_k)`` names, per row, the features that drove the
-score, with the row's value and the feature's typical (training p5-p95) range.
+score, with the row's value and the feature's typical (training p5-p95) range. Scoring
+and explaining also take the live path's ``FeatureRows`` (a matrix, no frame).
 
 Subclasses implement ``_fit(matrix, X, y)``, ``_score(matrix, X)`` and
 ``_contributions(matrix, X)`` on the filled, scaled float64 matrix (``X`` is there for
@@ -27,6 +28,7 @@ import polars as pl
 
 from amoskys.errors import InputError, ModelError
 from amoskys.models.calibration import TailCalibration, threat_score
+from amoskys.models.rows import FeatureRows, Rows
 
 SCALE_FLOOR = 0.01  # a feature's scale is at least this share of its typical |value|
 
@@ -106,7 +108,7 @@ class Detector:
         self.calibration_ = TailCalibration().fit(normal_scores)
         return self
 
-    def score_samples(self, X: pl.DataFrame) -> np.ndarray:
+    def score_samples(self, X: Rows) -> np.ndarray:
         """One score per row of X; higher = more anomalous."""
         self._check_fitted()
         matrix = self._matrix(X)
@@ -126,7 +128,7 @@ class Detector:
         """The 0-100 threat scores of scores this detector gave (``score_samples``)."""
         return threat_score(self.calibration_.surprise(scores))
 
-    def explain(self, X: pl.DataFrame, top_k: int = 5) -> list[list[Contribution]]:
+    def explain(self, X: Rows, top_k: int = 5) -> list[list[Contribution]]:
         """For each row of X, the top_k features by contribution to its score."""
         self._check_fitted()
         matrix = self._matrix(X)
@@ -199,22 +201,25 @@ class Detector:
         if not hasattr(self, "threshold_"):
             raise ModelError(f"{self.name} is not fitted: call fit(X) first")
 
-    def _raw(self, X: pl.DataFrame) -> np.ndarray:
+    def _raw(self, X: Rows) -> np.ndarray:
         """X's feature columns as float64, with null and non-finite values as NaN."""
-        columns = set(X.columns)  # (a new list on each access)
+        columns = X.index if isinstance(X, FeatureRows) else set(X.columns)  # (a new list on each access)
         if missing := [f for f in self.features_ if f not in columns]:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise InputError(f"{self.name}: the input lacks {len(missing)} feature(s) the model needs: {shown}")
-        picked = X[self.features_]  # (indexing by names: a select of as many expressions cost a live batch more)
-        raw = picked.to_numpy()
-        if raw.dtype != np.float64:  # some feature is not a float (all are, on the live path)
-            raw = picked.cast(pl.Float64).to_numpy()
-        if not raw.flags.writeable:  # Polars hands out a read-only view of a single float column
-            raw = raw.copy()
+        if isinstance(X, FeatureRows):
+            raw = X.matrix(self.features_)
+        else:
+            picked = X[self.features_]  # (indexing by names: a select of as many expressions costs more)
+            raw = picked.to_numpy()
+            if raw.dtype != np.float64:  # some feature is not a float
+                raw = picked.cast(pl.Float64).to_numpy()
+            if not raw.flags.writeable:  # Polars hands out a read-only view of a single float column
+                raw = raw.copy()
         raw[~np.isfinite(raw)] = np.nan
         return raw
 
-    def _matrix(self, X: pl.DataFrame) -> np.ndarray:
+    def _matrix(self, X: Rows) -> np.ndarray:
         """X's features with missing values filled from training, robustly scaled."""
         return self._prepared(self._raw(X))
 

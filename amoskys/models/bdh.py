@@ -34,6 +34,7 @@ import polars as pl
 
 from amoskys.models.base import MODEL_FILE, Detector
 from amoskys.models.calibration import TailCalibration, level, threat_score
+from amoskys.models.rows import Rows
 from amoskys.models.rules import DEFAULT_RULES, Rule, rule_hits
 
 DEFAULT_MEMBERS = ("iforest", "pca", "lstm_ae")
@@ -55,7 +56,7 @@ class BdhEnsemble(Detector):
         self.prefit = prefit
         self.rules = rules
 
-    def assess(self, X: pl.DataFrame, top_k: int = 5, explain_from: float = 0.0) -> list[dict]:
+    def assess(self, X: Rows, top_k: int = 5, explain_from: float = 0.0) -> list[dict]:
         """Per row: threat score and level, each member's calibrated score, the rules that fired, and the top
         features of the rows whose threat is at least explain_from (explaining costs more than scoring)."""
         raw, member_raws = self._raws(X)
@@ -132,14 +133,14 @@ class BdhEnsemble(Detector):
         every normal training row again with the sequence members would double a long fit)."""
         return self.sample_normal_threat_
 
-    def _score(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
+    def _score(self, matrix: np.ndarray, X: Rows) -> np.ndarray:
         return self._parts(X)[0]
 
-    def _contributions(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
+    def _contributions(self, matrix: np.ndarray, X: Rows) -> np.ndarray:
         member_raws = self._raws(X)[1]
         return self._weighted_contributions(X, self._surprises(X, member_raws), member_raws)
 
-    def _weighted_contributions(self, X: pl.DataFrame, surprises: dict[str, np.ndarray],
+    def _weighted_contributions(self, X: Rows, surprises: dict[str, np.ndarray],
                                 member_raws: dict[str, np.ndarray]) -> np.ndarray:  # fmt: skip
         """Each member's per-feature contributions, as shares of its row total, weighted by its surprise and weight."""
         index = {feature: j for j, feature in enumerate(self.features_)}
@@ -153,13 +154,13 @@ class BdhEnsemble(Detector):
             out[:, [index[member.features_[j]] for j in shared]] += shares[:, shared] * weight[:, None]
         return out
 
-    def _parts(self, X: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _parts(self, X: Rows) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(threat scores, each member's surprise, each rule's hits) of the rows of X."""
         surprises = self._surprises(X, self._raws(X)[1])
         threat, hits = self._threat(surprises, X)
         return threat, surprises, hits
 
-    def _raws(self, X: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _raws(self, X: Rows) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """X's ``_raw`` matrix, and each member's: its columns of the ensemble's (one conversion of the frame
         for all, the bulk of a live micro-batch's scoring), or its own where it has features the ensemble lacks."""
         raw = self._raw(X)
@@ -174,7 +175,7 @@ class BdhEnsemble(Detector):
                 member_raws[name] = member._raw(X)
         return raw, member_raws
 
-    def _threat(self, surprises: dict[str, np.ndarray], X: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _threat(self, surprises: dict[str, np.ndarray], X: Rows) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(threat scores, each rule's hits) from the members' surprises on the rows of X."""
         threat = threat_score(self.fused_calibration_.surprise(self._fuse(surprises)))
         hits = rule_hits(X, self.rules)
@@ -182,7 +183,7 @@ class BdhEnsemble(Detector):
             threat = np.where(hits[rule.name], np.maximum(threat, rule.floor), threat)
         return threat, hits
 
-    def _surprises(self, X: pl.DataFrame, member_raws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _surprises(self, X: Rows, member_raws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each member's score (of its ``_raw`` matrix of X) as its surprise among normal training rows."""
         if X.height == 0:  # some members (scikit-learn's) refuse an empty matrix
             return {name: np.empty(0) for name in self.members_}

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from amoskys.models.rows import FeatureRows, Rows
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -26,9 +28,9 @@ class Rule:
     bounds: tuple[tuple[str, float], ...]  # (feature, lowest value that counts); all must hold
     floor: float = 75.0  # the threat score is at least this when the rule fires
 
-    def fires(self, frame: pl.DataFrame) -> np.ndarray:
-        """True for each row of frame where every bound holds (False where a feature is missing, null or NaN)."""
-        return rule_hits(frame, (self,))[self.name]
+    def fires(self, rows: Rows) -> np.ndarray:
+        """True for each row where every bound holds (False where a feature is missing, null or NaN)."""
+        return rule_hits(rows, (self,))[self.name]
 
 
 DEFAULT_RULES = (
@@ -43,23 +45,25 @@ DEFAULT_RULES = (
 )  # fmt: skip
 
 
-def rule_hits(frame: pl.DataFrame, rules: tuple[Rule, ...] = DEFAULT_RULES) -> dict[str, np.ndarray]:
-    """Rule name -> boolean array over the rows of frame, each feature read once for all rules.
+def rule_hits(rows: Rows, rules: tuple[Rule, ...] = DEFAULT_RULES) -> dict[str, np.ndarray]:
+    """Rule name -> boolean array over rows (a frame or the live path's ``FeatureRows``), each feature read once.
 
     Compared in NumPy, where a null (read as NaN) or a NaN reaches no bound (Polars orders NaN above every
     number); for a live micro-batch's few hundred rows, that also costs less than planning a Polars query.
     """
-    values: dict[str, np.ndarray] = {}
-    present = set(frame.columns)
+    values: dict[str, np.ndarray | None] = {}
 
-    def column(feature: str) -> np.ndarray:
+    def column(feature: str) -> np.ndarray | None:
         if feature not in values:
-            values[feature] = frame[feature].cast(pl.Float64).to_numpy()  # null as NaN
-        return values[feature]
+            if isinstance(rows, FeatureRows):
+                values[feature] = rows.column(feature)
+            else:
+                values[feature] = rows[feature].cast(pl.Float64).to_numpy() if feature in rows.columns else None
+        return values[feature]  # (a frame's null as NaN)
 
     hits = {}
     for rule in rules:
-        hit = np.full(frame.height, all(feature in present for feature, _ in rule.bounds))
+        hit = np.full(rows.height, all(column(feature) is not None for feature, _ in rule.bounds))
         for feature, bound in rule.bounds:
             if hit.any():
                 hit &= column(feature) >= bound

@@ -27,6 +27,7 @@ import polars as pl
 
 from amoskys.errors import InputError, ModelError
 from amoskys.models.base import Detector
+from amoskys.models.rows import Rows, as_frame
 from amoskys.models.windows import SequenceWindows
 
 WEIGHTS_FILE = "network.pt"
@@ -151,9 +152,9 @@ class SequenceAutoencoder(Detector):
             positions = np.sort(np.random.default_rng(self.seed).choice(positions, NORMAL_SAMPLE, replace=False))
         return self._window_errors(self._matrix(normal), windows, positions).mean(axis=1)
 
-    def _last_step_errors(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
+    def _last_step_errors(self, matrix: np.ndarray, X: Rows) -> np.ndarray:
         """(rows, features): each row's per-feature squared error as the last step of its window."""
-        windows = SequenceWindows.of(X, self.window)
+        windows = SequenceWindows.of(as_frame(X), self.window)
         errors = np.empty(matrix.shape, dtype=np.float64)
         errors[windows.order] = self._window_errors(matrix, windows, np.arange(len(windows)))
         return errors

@@ -143,13 +143,14 @@ class AnomalyStage:
         columns = self.transform_arrays(frame["ts"].dt.epoch("ns").to_numpy(), inputs, starts, median, scale, emit_from)
         if emit_from is not None:
             frame = frame[emitted_rows(starts, emit_from)]
-        return frame.hstack(columns)
+        return frame.hstack([pl.Series(f.name, column, nan_to_null=True) for f, column in zip(self.features(), columns)])
 
     def transform_arrays(self, ts_ns: np.ndarray, inputs: np.ndarray, starts: np.ndarray, median: np.ndarray,
                          scale: np.ndarray, emit_from: np.ndarray | None = None, entropy: np.ndarray | None = None,
-                         pearson_state: np.ndarray | None = None) -> pl.DataFrame:  # fmt: skip
-        """The declared stage-5 columns of rows given as arrays: what ``transform`` adds, and what a live
-        detector computes from each host's kept rows (no frame of them to build).
+                         pearson_state: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+        """The declared stage-5 columns of rows given as arrays, as a (``features()``, rows) array (NaN where
+        ``transform`` has null): what ``transform`` adds, and what a live detector computes from each host's kept
+        rows (no frame of them to build).
 
         ts_ns: int64, per host segment ``starts[s]:starts[s + 1]`` in time order; inputs: (``inputs()``, rows),
         NaN where missing; median, scale: (segments, ``inputs()``), each segment's baseline (``baselines_of``);
@@ -162,9 +163,9 @@ class AnomalyStage:
         windowed = self._windowed(ts_ns, inputs[:key], z[:key], cpu_net, starts, emit_from, entropy, pearson_state)
         z = z[:key].T if emit_from is None else z[:key, emitted_rows(starts, emit_from)].T
         lof, iforest = self._scores(np.ascontiguousarray(np.where(np.isnan(z), 0.0, z)))  # missing counts as typical
-        columns = {f"{m}_robust_z": pl.Series(z[:, j], nan_to_null=True) for j, m in enumerate(self.key_metrics)}
-        columns |= windowed | {"lof_score": pl.Series(lof), "iforest_score": pl.Series(iforest)}
-        return pl.DataFrame([columns[f.name].cast(pl.Float64).alias(f.name) for f in self.features()])
+        columns = {f"{m}_robust_z": z[:, j] for j, m in enumerate(self.key_metrics)}
+        columns |= windowed | {"lof_score": lof, "iforest_score": iforest}
+        return np.stack([columns[f.name] for f in self.features()])
 
     def baselines_of(self, hosts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(median, scale): (hosts, ``inputs()``) arrays of each host's training baseline, the fleet's for a host
@@ -236,7 +237,7 @@ class AnomalyStage:
 
     def _windowed(self, ts_ns: np.ndarray, values: np.ndarray, z: np.ndarray, cpu_net: np.ndarray, starts: np.ndarray,
                   emit_from: np.ndarray | None, entropy: np.ndarray | None,
-                  pearson_state: np.ndarray | None) -> dict[str, pl.Series]:  # fmt: skip
+                  pearson_state: np.ndarray | None) -> dict[str, np.ndarray]:  # fmt: skip
         """The entropy (unless given) and correlation columns (see ``windowed``) of the rows from emit_from on;
         values, z: one row per key metric; cpu_net: the CPU's z and the network's (rows of 2)."""
         w, window_ns, key = seconds(self.window_s), self.window_ns(), len(self.key_metrics)
@@ -253,7 +254,7 @@ class AnomalyStage:
         names = [f"{m}_perm_entropy_s{k}_{w}" for m in self.key_metrics for k in self.entropy_scales]
         names += [f"{m}_autocorr_{w}" for m in self.key_metrics] + [f"cpu_net_corr_{w}"]
         columns = [*entropy, *autocorr, *cpu_net_corr]
-        return {name: pl.Series(name, column, nan_to_null=True) for name, column in zip(names, columns)}
+        return dict(zip(names, columns))
 
     def _scores(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lof, iforest) of each row of z; sklearn's scores negated so higher = more anomalous."""

@@ -16,6 +16,7 @@ from amoskys.config import Config, PipelineConfig
 from amoskys.detect.canonical import StreamCanonical
 from amoskys.detect.features import StreamFeatures
 from amoskys.models import get
+from amoskys.models.rows import FeatureRows
 from amoskys.pipeline.anomaly import AnomalyStage
 from amoskys.pipeline.run import StageClock, compute_features
 
@@ -38,9 +39,9 @@ def both():
     return batch, stream, features, made, raw
 
 
-def _pushed(snapshots: pl.DataFrame, config: Config, features: StreamFeatures, swap=None) -> pl.DataFrame:
-    """The stream's rows of snapshots, pushed a minute of arrivals at a time; swap: (ts_ns, stage 5) to use from
-    the first push at or after ts_ns on."""
+def _pushed(snapshots: pl.DataFrame, config: Config, features: StreamFeatures, swap=None) -> list[FeatureRows]:
+    """The stream's rows of snapshots, pushed a minute of arrivals at a time (a FeatureRows per push); swap:
+    (ts_ns, stage 5) to use from the first push at or after ts_ns on."""
     canonical = StreamCanonical(config.pipeline.interval_seconds, config.pipeline.max_fill_seconds)
     snaps = snapshots.sort("ts_ns", "host", maintain_order=True)
     names = tuple(c for c in snaps.columns if c not in ("host", "ts_ns"))
@@ -57,7 +58,11 @@ def _pushed(snapshots: pl.DataFrame, config: Config, features: StreamFeatures, s
         rows = canonical.push(np.array([slot[h] for h in part["host"]]), part["ts_ns"].to_numpy(),
                               canonical.raw_matrix(names, values))  # fmt: skip
         parts.append(features.push(rows, hosts))
-    return pl.concat(parts).sort("host", "ts")
+    return parts
+
+
+def _frame(parts: list[FeatureRows]) -> pl.DataFrame:
+    return pl.concat([part.frame() for part in parts]).sort("host", "ts")
 
 
 def _runs(keys: np.ndarray):
@@ -66,7 +71,8 @@ def _runs(keys: np.ndarray):
 
 
 def test_every_row_and_feature_is_the_batch_one(both):
-    batch, stream, features, _, _ = both
+    batch, parts, features, _, _ = both
+    stream = _frame(parts)
     assert stream.select("host", "ts").equals(batch.select("host", "ts"))
     assert stream.columns == ["host", "ts", *features.names]
     assert len(features.names) >= 100 and set(features.names) <= set(batch.columns)
@@ -78,9 +84,14 @@ def test_every_row_and_feature_is_the_batch_one(both):
 
 
 def test_the_live_model_scores_stream_rows_as_batch_rows(both):
-    batch, stream, _, made, _ = both
+    # scored as the detector scores them: each push's FeatureRows, no frame
+    batch, parts, _, made, _ = both
     model = get("live", member_params={"iforest": {"n_estimators": 50}}).fit(made.train, made.train["label"].to_numpy())
-    np.testing.assert_allclose(model.score_samples(stream), model.score_samples(batch), rtol=1e-9, atol=1e-9)
+    scored = pl.concat(
+        pl.DataFrame({"host": part.hosts, "ts_ns": part.ts_ns, "score": model.score_samples(part)}) for part in parts
+    ).sort("host", "ts_ns")
+    assert scored.height == batch.height
+    np.testing.assert_allclose(scored["score"].to_numpy(), model.score_samples(batch), rtol=1e-9, atol=1e-9)
 
 
 def test_state_per_host_is_bounded(both):
@@ -98,7 +109,7 @@ def test_after_a_stage5_swap_the_stream_computes_the_new_stage(both):
     names = [f.name for f in other.features()]
     block_ns = 300 * 10**9  # stage 5's window; 180 s into a block is the start of a minute, and of a push
     swap_ns = int(batch["ts"].dt.epoch("ns").quantile(0.6)) // block_ns * block_ns + 180 * 10**9
-    stream = _pushed(raw.snapshots, config, StreamFeatures(config, made.anomaly), (swap_ns, other))
+    stream = _frame(_pushed(raw.snapshots, config, StreamFeatures(config, made.anomaly), (swap_ns, other)))
     want = other.transform(batch.drop(names)).filter(pl.col("ts").dt.epoch("ns") >= swap_ns)
     got = stream.filter(pl.col("ts").dt.epoch("ns") >= swap_ns)
     assert got.height > 1000 and got.select("host", "ts").equals(want.select("host", "ts"))
