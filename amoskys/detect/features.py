@@ -7,7 +7,7 @@ holds them equal):
 
 - stage 2 (``temporal_kernel``) needs the rows of the longest window, and each host's
   EWMs at its last row (kept here);
-- stage 3 is row by row;
+- stage 3 is row by row (its formulas on arrays: ``cross_arrays``);
 - stage 4, the security pack (``_security_kernel``), needs 300 s of its inputs, and the
   medians of two metrics over the hour before the row: kept sorted and updated row by
   row (``medians``), rather than re-sorted from an hour of kept rows;
@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import polars as pl
 
 from amoskys.config import Config
 from amoskys.detect.canonical import CanonicalRows
@@ -41,8 +40,7 @@ from amoskys.models.rows import FeatureRows
 from amoskys.pipeline import packs
 from amoskys.pipeline.anomaly import AnomalyStage
 from amoskys.pipeline.canonical import canonical_features
-from amoskys.pipeline.cross import cross_defs
-from amoskys.pipeline.features import evaluate
+from amoskys.pipeline.cross import cross_arrays, cross_defs
 from amoskys.pipeline.packs._security_kernel import BASELINE_S, INPUTS as SECURITY_INPUTS, LONG_S, security_arrays
 from amoskys.pipeline.temporal import KEY_METRICS as TEMPORAL_METRICS, temporal_defs
 from amoskys.pipeline.temporal_kernel import NO_EWM_STATE, temporal_arrays
@@ -68,8 +66,6 @@ class StreamFeatures:
         self.names = (*self.canonical_names, *(d.feature.name for d in self.temporal), *(d.feature.name for d in self.cross),
                       *(f.name for f in packs.declared(loaded)), *(f.name for f in anomaly.features()))  # fmt: skip
         self.index = {name: i for i, name in enumerate(self.names)}  # shared by every FeatureRows pushed
-        read_by_cross = {column for d in self.cross for column in d.expr.meta.root_names()}
-        self._cross_inputs = [n for n in self.canonical_names if n in read_by_cross]
         step = settings.interval_seconds
         windows = max((*settings.windows_seconds, LONG_S if self.security else 0.0), default=0.0)
         # rows of history each depth keeps: its span on the grid, both ends, and one row before (exits, rates)
@@ -122,7 +118,7 @@ class StreamFeatures:
         if len(slots):
             recent = self._columns(values, self.recent.columns)
             window = self.recent.assemble(hosts, new_starts, ts, recent)  # what stage 2 and the pack read
-            parts = [values.T, self._temporal(hosts, *window), self._cross(values),
+            parts = [values.T, self._temporal(hosts, *window), cross_arrays(lambda n: values[:, self._position[n]]),
                      *([self._security(hosts, new_starts, ts, values, *window)] if self.security else []),
                      self._stage5(hosts, host_names, new_starts, ts, values)]  # fmt: skip
             self.recent.append(hosts, new_starts, ts, recent)
@@ -147,7 +143,7 @@ class StreamFeatures:
     def _recent_columns(self, recent: np.ndarray, names) -> list[np.ndarray]:
         return [recent[self.recent.columns.index(n)] for n in names]
 
-    def _temporal(self, hosts, all_ts, recent, starts, emit) -> pl.DataFrame:
+    def _temporal(self, hosts, all_ts, recent, starts, emit) -> np.ndarray:
         metrics = self._recent_columns(recent, TEMPORAL_METRICS)
         settings = self.settings
         per_metric = temporal_arrays(all_ts, metrics, starts, settings.windows_seconds, settings.ewm_half_lives_seconds,
@@ -158,10 +154,6 @@ class StreamFeatures:
         self._ewm_ns[hosts] = all_ts[starts[1:] - 1]
         return np.concatenate(per_metric)  # (the temporal definitions, rows): metric by metric, as declared
 
-    def _cross(self, values: np.ndarray) -> np.ndarray:
-        """Stage 3's (definitions, rows), from a frame of its inputs alone (its expressions are Polars')."""
-        inputs = pl.DataFrame(self._columns(values, self._cross_inputs), schema=self._cross_inputs, orient="row")
-        return evaluate(inputs, self.cross).cast(pl.Float64).to_numpy().T  # (null as NaN)
 
     def _security(self, hosts, new_starts, ts, values, all_ts, recent, starts, emit) -> np.ndarray:
         medians = self.baselines.push(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))

@@ -143,7 +143,8 @@ class AnomalyStage:
         columns = self.transform_arrays(frame["ts"].dt.epoch("ns").to_numpy(), inputs, starts, median, scale, emit_from)
         if emit_from is not None:
             frame = frame[emitted_rows(starts, emit_from)]
-        return frame.hstack([pl.Series(f.name, column, nan_to_null=True) for f, column in zip(self.features(), columns)])
+        return frame.hstack([pl.Series(feature.name, values, nan_to_null=True)
+                             for feature, values in zip(self.features(), columns)])  # fmt: skip
 
     def transform_arrays(self, ts_ns: np.ndarray, inputs: np.ndarray, starts: np.ndarray, median: np.ndarray,
                          scale: np.ndarray, emit_from: np.ndarray | None = None, entropy: np.ndarray | None = None,

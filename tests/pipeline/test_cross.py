@@ -1,11 +1,12 @@
 """Stage 3 on rows whose every ratio is known, on zero denominators, and on a simulated fleet."""
 
+import numpy as np
 import polars as pl
 import pytest
 
 from amoskys.config import PipelineConfig
 from amoskys.pipeline.canonical import canonical_features
-from amoskys.pipeline.cross import cross_defs
+from amoskys.pipeline.cross import cross_arrays, cross_defs
 from amoskys.pipeline.features import CROSS, apply
 from amoskys.pipeline.temporal import temporal_defs
 
@@ -89,3 +90,14 @@ def test_declarations():
         assert f.unit and f.description.endswith("."), f.name
         assert set(f.inputs) <= canonical, f.name
         assert set(d.expr.meta.root_names()) == set(f.inputs), f.name
+
+
+def test_the_live_path_computes_the_frame_values_on_arrays():
+    rows = [ROW, dict.fromkeys(ROW, 0.0), {**ROW, "net_rx_packets_per_s": 0.0, "net_tx_packets_per_s": 0.0},
+            {**ROW, "process_count": None, "cpu_count": float("nan")}, {**ROW, "mem_total_bytes": -0.0}]  # fmt: skip
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(ROW, pl.Float64))
+    want = compute(rows)
+    got = cross_arrays(lambda name: frame[name].fill_null(np.nan).to_numpy())
+    for d, values in zip(cross_defs(PipelineConfig()), got):
+        expected = np.array([np.nan if v is None else v for v in want[d.feature.name]])
+        np.testing.assert_array_equal(values, expected, err_msg=d.feature.name)  # exactly, NaN where null
