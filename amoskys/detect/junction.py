@@ -59,13 +59,17 @@ class Junction:
         if rows.height == 0:
             return Verdicts([], [])
         assessed = self.model.assess(rows, self.top_k, explain_from=self.policy.floor)
+        members = list(assessed.members)
         detections, changed = [], {}
-        for host, ts_ns, verdict, metrics in zip(rows.hosts, rows.ts_ns.tolist(), assessed, _context(rows)):
-            explanation = {"members": verdict["members"], "rules": verdict["rules"]}
-            if verdict["features"]:
-                explanation["features"] = verdict["features"]
-            detections.append(Detection(host, ts_ns, self.model_set, verdict["threat"], verdict["level"], explanation))
-            for alert in self.tracker.observe(Scored(host, ts_ns, verdict["threat"], explanation, metrics)):
+        for i, (host, ts_ns, threat, level, scores, metrics) in enumerate(zip(
+            rows.hosts, rows.ts_ns.tolist(), assessed.threat, assessed.level, zip(*assessed.members.values()),
+            _context(rows),
+        )):  # fmt: skip
+            explanation = {"members": dict(zip(members, scores)), "rules": assessed.rules.get(i, [])}
+            if features := assessed.features.get(i):
+                explanation["features"] = features
+            detections.append(Detection(host, ts_ns, self.model_set, threat, level, explanation))
+            for alert in self.tracker.observe(Scored(host, ts_ns, threat, explanation, metrics)):
                 changed[id(alert)] = alert
         return Verdicts(detections, list(changed.values()))
 
@@ -75,10 +79,10 @@ class Junction:
 
 
 def _context(rows: FeatureRows) -> list[dict]:
-    """Per row, the raw values of the context metrics the rows have (None where missing)."""
+    """Per row, the raw values of the context metrics the rows have (NaN where missing)."""
     names = [name for name in CONTEXT_METRICS if name in rows.index]
     values = np.stack([rows.column(name) for name in names], axis=1) if names else np.empty((rows.height, 0))
-    return [dict(zip(names, row)) for row in np.where(np.isnan(values), None, values).tolist()]
+    return [dict(zip(names, row)) for row in values.tolist()]
 
 
 def _check_features(model: BdhEnsemble, model_set: str, available: list[str]) -> None:

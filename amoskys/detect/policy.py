@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from amoskys.errors import ConfigError
 from amoskys.models.calibration import BANDS, level
@@ -53,9 +54,9 @@ class AlertPolicy:
         return LEVEL_FLOOR[self.level]
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One scored row of a host: its threat score, explanation and raw metric values."""
+class Scored(NamedTuple):
+    """One scored row of a host: its threat score, explanation and raw metric values (a tuple: one is made
+    per scored row)."""
 
     host: str
     ts_ns: int
@@ -93,7 +94,7 @@ class _HostState:
     last_ns: int | None = None
     last_hit_ns: int | None = None
     alert: OpenAlert | None = None
-    recent: deque = field(default_factory=lambda: deque(maxlen=CONTEXT_ROWS))  # rows before the current one
+    recent: deque = field(default_factory=lambda: deque(maxlen=CONTEXT_ROWS))  # the Scored rows before this one
     after_peak: int = 0  # rows still to add to the alert's context after its peak
     opened: deque = field(default_factory=deque)  # start times of this host's alerts in the last hour
 
@@ -113,27 +114,26 @@ class AlertTracker:
             state = self._hosts[row.host] = _HostState()
         if state.last_ns is not None and row.ts_ns <= state.last_ns:
             return []  # a clock jump backwards or a repeat: the caller counts it
-        changed = self._close_if_quiet(state, row.ts_ns)
+        changed = self._close_if_quiet(state, row.ts_ns) if state.alert is not None else []
         state.last_ns = row.ts_ns
-        context_row = {"ts_ns": row.ts_ns, **row.metrics}
         if row.score >= self.policy.floor:
             state.streak += 1
             if state.streak == 1:
                 state.streak_start_ns = row.ts_ns
             state.last_hit_ns = row.ts_ns
             if state.alert is not None:
-                self._extend(state, row, context_row)
+                self._extend(state, row)
                 changed.append(state.alert)
             elif state.streak >= self.policy.consecutive and not state.suppressed:
-                if opened := self._open(state, row, context_row):
+                if opened := self._open(state, row):
                     changed.append(opened)
         else:
             state.streak, state.suppressed = 0, False
             if state.alert is not None and state.after_peak:
-                self._add_after_peak(state, context_row)
+                self._add_after_peak(state, row)
                 changed.append(state.alert)
-        state.recent.append(context_row)
-        return _unique(changed)
+        state.recent.append(row)
+        return _unique(changed) if len(changed) > 1 else changed
 
     def close_quiet(self, now_ns: int) -> list[OpenAlert]:
         """Close the alerts of hosts that have been quiet (or silent) for the quiet period by now_ns."""
@@ -142,7 +142,7 @@ class AlertTracker:
     def open_alerts(self) -> list[OpenAlert]:
         return [s.alert for s in self._hosts.values() if s.alert is not None]
 
-    def _open(self, state: _HostState, row: Scored, context_row: dict) -> OpenAlert | None:
+    def _open(self, state: _HostState, row: Scored) -> OpenAlert | None:
         hour_ago = row.ts_ns - 3600 * NS
         while state.opened and state.opened[0] <= hour_ago:
             state.opened.popleft()
@@ -153,24 +153,24 @@ class AlertTracker:
         state.opened.append(row.ts_ns)
         # The alert starts where the streak did: the rows that built it up belong to it.
         state.alert = OpenAlert(row.host, state.streak_start_ns, row.ts_ns, float(row.score), row.ts_ns, row.explanation,
-                                [*state.recent, context_row], rows=self.policy.consecutive)  # fmt: skip
+                                _context(*state.recent, row), rows=self.policy.consecutive)  # fmt: skip
         state.after_peak = CONTEXT_ROWS
         self.alerts.append(state.alert)
         return state.alert
 
-    def _extend(self, state: _HostState, row: Scored, context_row: dict) -> None:
+    def _extend(self, state: _HostState, row: Scored) -> None:
         alert = state.alert
         alert.end_ns, alert.rows = row.ts_ns, alert.rows + 1
         if row.score > alert.peak_score:
             alert.peak_score, alert.peak_ns, alert.explanation = float(row.score), row.ts_ns, row.explanation
-            alert.context = [*state.recent, context_row]
+            alert.context = _context(*state.recent, row)
             state.after_peak = CONTEXT_ROWS
         elif state.after_peak:
-            self._add_after_peak(state, context_row)
+            self._add_after_peak(state, row)
 
     @staticmethod
-    def _add_after_peak(state: _HostState, context_row: dict) -> None:
-        state.alert.context.append(context_row)
+    def _add_after_peak(state: _HostState, row: Scored) -> None:
+        state.alert.context.extend(_context(row))
         state.after_peak -= 1
 
     def _close_if_quiet(self, state: _HostState, now_ns: int) -> list[OpenAlert]:
@@ -180,6 +180,11 @@ class AlertTracker:
         alert.status = "closed"
         state.alert, state.after_peak = None, 0
         return [alert]
+
+
+def _context(*rows: Scored) -> list[dict]:
+    """An alert's context rows: each row's time and raw metric values (None where missing: NaN)."""
+    return [{"ts_ns": row.ts_ns, **{k: None if v != v else v for k, v in row.metrics.items()}} for row in rows]
 
 
 def _unique(alerts: list[OpenAlert]) -> list[OpenAlert]:

@@ -19,13 +19,14 @@
 - **Heuristics**: security-pack rules (``rules``) lift a row to at least their floor.
 
 ``score_samples`` is the threat score; ``assess`` adds the level, the members' own
-calibrated scores, the rules that fired and the top features.
+calibrated scores, the rules that fired and the top features (an ``Assessment``).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -33,13 +34,33 @@ import numpy as np
 import polars as pl
 
 from amoskys.models.base import MODEL_FILE, Detector
-from amoskys.models.calibration import TailCalibration, level, threat_score
+from amoskys.models.calibration import TailCalibration, levels, threat_score
 from amoskys.models.rows import Rows
 from amoskys.models.rules import DEFAULT_RULES, Rule, rule_hits
 
 DEFAULT_MEMBERS = ("iforest", "pca", "lstm_ae")
 SAMPLE_ROWS, SAMPLE_BLOCK_ROWS = 10_000, 500
 _SCALING = ("fill_", "center_", "scale_")  # what a member fitted with the ensemble shares with it (``Detector.fit``)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What ``assess`` finds, column by column: a live micro-batch has hundreds of rows, and a Python call per
+    row and member cost more than the scoring. ``row(i)`` is one row's, as a dict."""
+
+    threat: list[float]  # 0-100, rounded to 2 decimals
+    level: list[str]  # the band of each unrounded threat
+    members: dict[str, list[float]]  # each member's own threat (its calibrated score), rounded
+    rules: dict[int, list[str]]  # row -> the rules that fired on it (rows where none did are left out)
+    features: dict[int, list[dict]]  # row -> its top features (``Contribution.as_dict``; the rows explained)
+
+    def __len__(self) -> int:
+        return len(self.threat)
+
+    def row(self, i: int) -> dict:
+        return {"threat": self.threat[i], "level": self.level[i],
+                "members": {name: scores[i] for name, scores in self.members.items()},
+                "rules": self.rules.get(i, []), "features": self.features.get(i, [])}  # fmt: skip
 
 
 class BdhEnsemble(Detector):
@@ -56,7 +77,7 @@ class BdhEnsemble(Detector):
         self.prefit = prefit
         self.rules = rules
 
-    def assess(self, X: Rows, top_k: int = 5, explain_from: float = 0.0) -> list[dict]:
+    def assess(self, X: Rows, top_k: int = 5, explain_from: float = 0.0) -> Assessment:
         """Per row: threat score and level, each member's calibrated score, the rules that fired, and the top
         features of the rows whose threat is at least explain_from (explaining costs more than scoring)."""
         raw, member_raws = self._raws(X)
@@ -69,21 +90,13 @@ class BdhEnsemble(Detector):
             picked_surprises = {name: s[rows] for name, s in surprises.items()}
             picked_raws = {name: m[rows] for name, m in member_raws.items()}
             contributions = self._weighted_contributions(picked, picked_surprises, picked_raws)
-            explained = dict(zip(rows.tolist(), self._top_contributions(picked, contributions, top_k, raw[rows])))
-        # whole columns at once: a Python call per row and member cost more than the scoring
-        members = {name: np.round(threat_score(s), 2).tolist() for name, s in surprises.items()}
+            top = self._top_contributions(picked, contributions, top_k, raw[rows])
+            explained = {i: [c.as_dict() for c in row] for i, row in zip(rows.tolist(), top)}
         any_hit = np.logical_or.reduce([*hits.values(), np.zeros(X.height, dtype=bool)])
         fired = {i: [name for name, hit in hits.items() if hit[i]] for i in np.flatnonzero(any_hit).tolist()}
-        return [
-            {
-                "threat": score,
-                "level": level(score_unrounded),
-                "members": {name: scores[i] for name, scores in members.items()},
-                "rules": fired.get(i, []),
-                "features": [c.as_dict() for c in explained.get(i, [])],
-            }
-            for i, (score, score_unrounded) in enumerate(zip(np.round(threat, 2).tolist(), threat.tolist()))
-        ]
+        return Assessment(np.round(threat, 2).tolist(), levels(threat),
+                          {name: np.round(threat_score(s), 2).tolist() for name, s in surprises.items()}, fired,
+                          explained)  # fmt: skip
 
     def threat_of(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores, dtype=np.float64)  # the ensemble's score is the threat already

@@ -27,6 +27,7 @@ import numpy as np
 from amoskys.errors import InputError
 
 BANDS = ((90.0, "critical"), (75.0, "high"), (50.0, "medium"), (25.0, "low"))
+_FLOORS, _NAMES = np.array([b for b, _ in BANDS[::-1]]), np.array(["benign", *(n for _, n in BANDS[::-1])])
 _STEPS_PER_UNIT = 20  # quantile levels kept per unit of surprise
 
 
@@ -67,9 +68,18 @@ def threat_score(surprise: np.ndarray) -> np.ndarray:
     return np.clip(25.0 * (np.asarray(surprise, dtype=np.float64) - 1.0), 0.0, 100.0)
 
 
+def levels(scores: np.ndarray) -> list[str]:
+    """The band of each threat score: benign < 25 <= low < 50 <= medium < 75 <= high < 90 <= critical (NaN:
+    benign).
+
+    >>> levels(np.array([0.0, 24.99, 25.0, 89.9, 90.0, np.nan]))
+    ['benign', 'benign', 'low', 'high', 'critical', 'benign']
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    band = np.searchsorted(_FLOORS, np.where(np.isnan(scores), -np.inf, scores), side="right")
+    return _NAMES[band].tolist()
+
+
 def level(score: float) -> str:
-    """The band of a threat score: benign < 25 <= low < 50 <= medium < 75 <= high < 90 <= critical."""
-    for bound, name in BANDS:
-        if score >= bound:
-            return name
-    return "benign"
+    """The band of one threat score (``levels``)."""
+    return levels(np.array([score]))[0]

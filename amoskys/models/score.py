@@ -62,15 +62,15 @@ def flagged(model: Detector, frame: pl.DataFrame, top_k: int = 5, every_row: boo
     picked = frame[rows]
     threats = model.threat_of(scores[rows])
     assessments = model.assess(picked, top_k) if hasattr(model, "assess") else None
-    explained = None if assessments else model.explain(picked, top_k)
+    explained = None if assessments is not None else model.explain(picked, top_k)
     hosts, times = picked["host"].to_list(), picked["ts"].dt.epoch("ns").to_list()
     out = []
     for i, row in enumerate(rows):
         base = {"host": hosts[i], "ts": format_ns(times[i]), "score": float(scores[row]),
                 "threat": round(float(threats[i]), 2), "level": level(float(threats[i]))}  # fmt: skip
-        if assessments:
-            base |= {"members": assessments[i]["members"], "rules": assessments[i]["rules"],
-                     "features": assessments[i]["features"]}  # fmt: skip
+        if assessments is not None:
+            assessed = assessments.row(i)
+            base |= {"members": assessed["members"], "rules": assessed["rules"], "features": assessed["features"]}
         else:
             base |= {"members": {}, "rules": [], "features": [c.as_dict() for c in explained[i]]}
         out.append(base)

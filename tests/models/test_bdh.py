@@ -53,7 +53,7 @@ def test_a_rule_lifts_the_threat_and_is_named(fleet_train, fleet_test):
     scan = Rule("scan", "many failed logins", (("auth_failures", 1e6),), floor=80.0)
     ensemble = get("bdh", rules=(scan,), **FAST_BDH).fit(fleet_train.frame)
     rows = fleet_test.frame.head(3).with_columns(pl.Series("auth_failures", [0.0, 2e6, None]))
-    assessed = ensemble.assess(rows, top_k=2)
+    assessed = [ensemble.assess(rows, top_k=2).row(i) for i in range(3)]
     assert assessed[1]["rules"] == ["scan"] and assessed[1]["threat"] >= 80.0
     assert assessed[1]["level"] in ("high", "critical")
     assert assessed[0]["rules"] == [] and assessed[2]["rules"] == []  # a null feature never fires a rule
