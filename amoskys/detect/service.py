@@ -4,7 +4,7 @@ One thread reads the bus's Subscribe stream (stored batches in commit order) int
 queue; the detection loop takes whatever is queued, at most every ``micro_batch_ms``,
 and runs it through stage 1 (``canonical``), the stream features (``features``) and
 the Score Junction (``junction``), then writes the detections and alert changes to the
-store in one transaction each. Rows older than the detector's start are warm-up: they
+store in one transaction (one disk sync per micro-batch). Rows older than the detector's start are warm-up: they
 fill each host's windows but are not scored (they were, or could have been, by an
 earlier run). A host silent for ``stale_seconds`` is marked stale: its open alert is
 closed by the quiet period, and silence itself never raises one. With a retrain schedule
@@ -32,7 +32,7 @@ from amoskys.detect.junction import Junction
 from amoskys.detect.policy import OpenAlert
 from amoskys.detect.schedule import RetrainSchedule
 from amoskys.errors import ModelError, TransportError
-from amoskys.store.alerts import Alert, Detection, save_alert, write_detections
+from amoskys.store.alerts import Alert, Detection, write_scored
 from amoskys.store.store import Store
 from amoskys.telemetry.telemetry_pb2 import EventBatch
 from amoskys.timeutil import now_ns
@@ -88,16 +88,12 @@ class Detector:
             self.counts.warmup_rows += featured.height - len(live)
             featured = featured if len(live) == featured.height else featured[live]
             verdicts = self.junction.judge(featured)
-            if verdicts.detections:
-                write_detections(self.store, verdicts.detections)
-                if self.on_stored is not None:
-                    self.on_stored(verdicts.detections)
-            self._save(verdicts.alerts)
+            self._write(verdicts.detections, verdicts.alerts)
             scored += featured.height
             self.counts.snapshots += len(group.hosts)  # processed: what a caller waiting for the detector sees
         self.counts.scored_rows += scored
         self.counts.canonical = dict(zip(COUNT_NAMES, self.canonical.counts.tolist()))
-        self._save(self.junction.close_quiet(now_ns()))
+        self._write([], self.junction.close_quiet(now_ns()))
         return scored
 
     def swap(self, live) -> None:
@@ -137,7 +133,7 @@ class Detector:
             if batches:
                 self.process(batches)
             else:
-                self._save(self.junction.close_quiet(now_ns()))
+                self._write([], self.junction.close_quiet(now_ns()))
             if self.retraining is not None:
                 self._retrain_round()
             if on_progress is not None:
@@ -162,15 +158,20 @@ class Detector:
             self.host_names.append(host)
         return slot
 
-    def _save(self, alerts: list[OpenAlert]) -> None:
-        for alert in alerts:
+    def _write(self, detections: list[Detection], alerts: list[OpenAlert]) -> None:
+        """Store a micro-batch's detections and alert changes, in one transaction (one disk sync)."""
+        if not detections and not alerts:
+            return
+        stored = [Alert(a.host, a.start_ns, a.end_ns, a.peak_score, a.level, a.status, a.details(),
+                        id=self._alert_ids.get(id(a))) for a in alerts]  # fmt: skip
+        for alert, alert_id in zip(alerts, write_scored(self.store, detections, stored)):
             if id(alert) not in self._alert_ids:
                 self.counts.alerts_opened += 1
-            stored = Alert(alert.host, alert.start_ns, alert.end_ns, alert.peak_score, alert.level, alert.status,
-                           alert.details(), id=self._alert_ids.get(id(alert)))  # fmt: skip
-            self._alert_ids[id(alert)] = save_alert(self.store, stored)
+            self._alert_ids[id(alert)] = alert_id
             if alert.status == "closed":
                 self._alert_ids.pop(id(alert))
+        if detections and self.on_stored is not None:
+            self.on_stored(detections)
 
 
 def one_blas_thread():

@@ -48,7 +48,22 @@ class Feedback:
 
 def write_detections(store: Store, detections: list[Detection]) -> int:
     """Store scored rows; a row already stored for the same host, time and model set is kept. Returns new rows."""
+    return store.run_in_writer(_detections_job(store, detections))
 
+
+def write_scored(store: Store, detections: list[Detection], alerts: list[Alert]) -> list[int]:
+    """A micro-batch's detections (as ``write_detections``) and alert changes (as ``save_alert``) in one
+    transaction, so one disk sync; returns the alerts' ids."""
+    detections_job, alerts_job = _detections_job(store, detections), _alerts_job(store, alerts)
+
+    def job(conn) -> list[int]:
+        detections_job(conn)
+        return alerts_job(conn)
+
+    return store.run_in_writer(job)
+
+
+def _detections_job(store: Store, detections: list[Detection]):
     for d in detections:
         if not 0 <= d.score <= 100:
             raise InputError(f"detection score {d.score} for {d.host} is outside 0..100")
@@ -61,7 +76,7 @@ def write_detections(store: Store, detections: list[Detection]) -> int:
         sql = "INSERT INTO detections(host_id, ts_ns, model_set, score, level, details) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
         return conn.executemany(sql, rows).rowcount
 
-    return store.run_in_writer(job)
+    return job
 
 
 def read_detections(store: Store, host: str, since_ns: int = 0) -> list[Detection]:
@@ -75,10 +90,15 @@ def read_detections(store: Store, host: str, since_ns: int = 0) -> list[Detectio
 
 def save_alert(store: Store, alert: Alert) -> int:
     """Insert a new alert (id None) or update an existing one; returns its id."""
-    if not 0 <= alert.peak_score <= 100 or alert.status not in ("open", "closed"):
-        raise InputError(f"alert on {alert.host}: peak score must be 0..100 and status open or closed")
+    return store.run_in_writer(_alerts_job(store, [alert]))[0]
 
-    def job(conn) -> int:
+
+def _alerts_job(store: Store, alerts: list[Alert]):
+    for alert in alerts:
+        if not 0 <= alert.peak_score <= 100 or alert.status not in ("open", "closed"):
+            raise InputError(f"alert on {alert.host}: peak score must be 0..100 and status open or closed")
+
+    def save(conn, alert: Alert) -> int:
         values = (alert.end_ns, alert.peak_score, alert.level, alert.status, json.dumps(alert.details))
         if alert.id is None:
             return conn.execute(
@@ -94,7 +114,7 @@ def save_alert(store: Store, alert: Alert) -> int:
             raise InputError(f"no alert {alert.id} to update")
         return alert.id
 
-    return store.run_in_writer(job)
+    return lambda conn: [save(conn, alert) for alert in alerts]
 
 
 def read_alerts(store: Store, status: str | None = None) -> list[Alert]:

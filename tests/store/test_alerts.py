@@ -19,6 +19,7 @@ from amoskys.store.alerts import (
     read_feedback,
     save_alert,
     write_detections,
+    write_scored,
 )
 
 from .conftest import SEC, T0, count
@@ -47,6 +48,17 @@ def test_repeated_detection_is_ignored_and_the_first_kept(store, store_path):
     assert write_detections(store, [rescored, DETECTIONS[2]]) == 1
     assert read_detections(store, "web-1") == DETECTIONS[:3]
     assert count(store_path, "detections") == 3
+
+
+def test_a_micro_batch_is_written_in_one_transaction(store):
+    opened = Alert("web-1", T0, T0 + SEC, 81.5, "high")
+    first, second = write_scored(store, DETECTIONS[:2], [opened, Alert("db-1", T0, T0, 60.0, "medium")])
+    assert write_scored(store, DETECTIONS[2:], [replace(opened, status="closed", id=first)]) == [first]
+    assert read_detections(store, "web-1") == DETECTIONS[:3] and read_detections(store, "db-1") == [DETECTIONS[3]]
+    assert [(a.id, a.status) for a in read_alerts(store)] == [(first, "closed"), (second, "open")]
+    with pytest.raises(InputError):  # an update of an alert not stored fails the batch: its detections too
+        write_scored(store, [replace(DETECTIONS[0], ts_ns=T0 + 9 * SEC)], [replace(opened, id=second + 1)])
+    assert len(read_detections(store, "web-1")) == 3
 
 
 def test_alert_insert_then_update_open_to_closed(store):
