@@ -171,7 +171,7 @@ class StreamFeatures:
         columns = self.anomaly.transform_arrays(all_ts, kept, starts, baseline[:, 0], baseline[:, 1], emit, entropy,
                                                 pearson_state)  # fmt: skip
         self._pearson[hosts] = pearson_state
-        return columns
+        return np.stack(columns)
 
 
 def _rows(span_s: float, step_s: float) -> int:

@@ -148,8 +148,8 @@ class AnomalyStage:
 
     def transform_arrays(self, ts_ns: np.ndarray, inputs: np.ndarray, starts: np.ndarray, median: np.ndarray,
                          scale: np.ndarray, emit_from: np.ndarray | None = None, entropy: np.ndarray | None = None,
-                         pearson_state: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
-        """The declared stage-5 columns of rows given as arrays, as a (``features()``, rows) array (NaN where
+                         pearson_state: np.ndarray | None = None) -> list[np.ndarray]:  # fmt: skip
+        """The declared stage-5 columns of rows given as arrays, one per feature of ``features()`` (NaN where
         ``transform`` has null): what ``transform`` adds, and what a live detector computes from each host's kept
         rows (no frame of them to build).
 
@@ -166,7 +166,7 @@ class AnomalyStage:
         lof, iforest = self._scores(np.ascontiguousarray(np.where(np.isnan(z), 0.0, z)))  # missing counts as typical
         columns = {f"{m}_robust_z": z[:, j] for j, m in enumerate(self.key_metrics)}
         columns |= windowed | {"lof_score": lof, "iforest_score": iforest}
-        return np.stack([columns[f.name] for f in self.features()])
+        return [columns[f.name] for f in self.features()]  # (not stacked: a copy of every column, in a batch)
 
     def baselines_of(self, hosts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(median, scale): (hosts, ``inputs()``) arrays of each host's training baseline, the fleet's for a host
