@@ -154,7 +154,6 @@ class StreamFeatures:
         self._ewm_ns[hosts] = all_ts[starts[1:] - 1]
         return np.concatenate(per_metric)  # (the temporal definitions, rows): metric by metric, as declared
 
-
     def _security(self, hosts, new_starts, ts, values, all_ts, recent, starts, emit) -> np.ndarray:
         medians = self.baselines.push(hosts, new_starts, ts, self._columns(values, BASELINE_METRICS))
         return security_arrays(all_ts, tuple(self._recent_columns(recent, SECURITY_INPUTS)), starts, emit, medians.T)

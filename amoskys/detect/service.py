@@ -4,9 +4,9 @@ One thread reads the bus's Subscribe stream (stored batches in commit order) int
 queue; the detection loop takes whatever is queued, at most every ``micro_batch_ms``,
 and runs it through stage 1 (``canonical``), the stream features (``features``) and
 the Score Junction (``junction``), then writes the detections and alert changes to the
-store in one transaction (one disk sync per micro-batch). Rows older than the detector's start are warm-up: they
-fill each host's windows but are not scored (they were, or could have been, by an
-earlier run). A host silent for ``stale_seconds`` is marked stale: its open alert is
+store in one transaction (one disk sync per micro-batch). Rows older than the
+detector's start are warm-up: they fill each host's windows but are not scored (they
+were, or could have been, by an earlier run). A host silent for ``stale_seconds`` is marked stale: its open alert is
 closed by the quiet period, and silence itself never raises one. With a retrain schedule
 (``schedule``), a model set it promotes is swapped in between two micro-batches.
 """

@@ -203,7 +203,7 @@ class Detector:
 
     def _raw(self, X: Rows) -> np.ndarray:
         """X's feature columns as float64, with null and non-finite values as NaN."""
-        columns = X.index if isinstance(X, FeatureRows) else set(X.columns)  # (a new list on each access)
+        columns = X.index if isinstance(X, FeatureRows) else set(X.columns)  # (a frame's is a new list each time)
         if missing := [f for f in self.features_ if f not in columns]:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise InputError(f"{self.name}: the input lacks {len(missing)} feature(s) the model needs: {shown}")

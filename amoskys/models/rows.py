@@ -34,7 +34,7 @@ class FeatureRows:
         return len(self.hosts)
 
     def __getitem__(self, rows: np.ndarray) -> FeatureRows:
-        """The rows at the positions rows (as a frame's ``frame[rows]``)."""
+        """The rows at the positions rows (an integer array), as a frame's ``frame[rows]``."""
         hosts = [self.hosts[i] for i in rows.tolist()]
         return FeatureRows(self.names, self.index, self.values[:, rows], hosts, self.ts_ns[rows])
 

@@ -86,3 +86,12 @@ def test_the_context_holds_the_raw_rows_around_the_peak():
 def test_a_bad_policy_is_refused_with_a_clear_error(bad):
     with pytest.raises(ConfigError):
         AlertPolicy(**bad)
+
+
+def test_a_missing_metric_is_none_in_the_alert_context():
+    tracker = AlertTracker(AlertPolicy(level="high", consecutive=2))
+    for i, score in enumerate([10, 90, 95]):
+        tracker.observe(Scored("h", i * NS, score, {}, {"cpu_busy_pct": float("nan") if i == 1 else 50.0}))
+    [alert] = tracker.alerts
+    assert alert.context == [{"ts_ns": 0, "cpu_busy_pct": 50.0}, {"ts_ns": NS, "cpu_busy_pct": None},
+                             {"ts_ns": 2 * NS, "cpu_busy_pct": 50.0}]  # fmt: skip
