@@ -28,7 +28,7 @@ def cross_arrays(column: Callable[[str], np.ndarray]) -> np.ndarray:
     """Stage 3 on arrays (a live micro-batch's rows): (definitions, rows), NaN where the frame's column is null.
 
     column gives a canonical metric's values by name (NaN where missing). The same formulas as
-    ``cross_defs``', in the same IEEE arithmetic: the values are the batch's, bit for bit.
+    ``cross_defs``, in the same IEEE arithmetic: the values are the batch's, bit for bit.
     """
     return np.stack([formula(column) for _, _, _, formula, _ in _specs()])
 
