@@ -8,6 +8,8 @@ Writes go through the store's single writer, so they are durable when these retu
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from amoskys.errors import InputError
@@ -63,7 +65,8 @@ def write_scored(store: Store, detections: list[Detection], alerts: list[Alert])
     return store.run_in_writer(job)
 
 
-def _detections_job(store: Store, detections: list[Detection]):
+def _detections_job(store: Store, detections: list[Detection]) -> Callable[[sqlite3.Connection], int]:
+    """The writer job inserting detections (checked now, before anything is queued)."""
     for d in detections:
         if not 0 <= d.score <= 100:
             raise InputError(f"detection score {d.score} for {d.host} is outside 0..100")
@@ -93,7 +96,8 @@ def save_alert(store: Store, alert: Alert) -> int:
     return store.run_in_writer(_alerts_job(store, [alert]))[0]
 
 
-def _alerts_job(store: Store, alerts: list[Alert]):
+def _alerts_job(store: Store, alerts: list[Alert]) -> Callable[[sqlite3.Connection], list[int]]:
+    """The writer job inserting or updating alerts (checked now), giving their ids."""
     for alert in alerts:
         if not 0 <= alert.peak_score <= 100 or alert.status not in ("open", "closed"):
             raise InputError(f"alert on {alert.host}: peak score must be 0..100 and status open or closed")
