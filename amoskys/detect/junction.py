@@ -86,7 +86,8 @@ def _context(rows: FeatureRows) -> list[dict]:
 
 
 def _check_features(model: BdhEnsemble, model_set: str, available: list[str]) -> None:
-    if missing := [f for f in model.features_ if f not in set(available)]:
+    computed = set(available)
+    if missing := [f for f in model.features_ if f not in computed]:
         raise ModelError(f"model {model_set} needs {len(missing)} feature(s) the live stream does not compute "
                          f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}): retrain it on the current "
                          "pipeline (`amoskys retrain`)")  # fmt: skip

@@ -54,9 +54,6 @@ class Assessment:
     rules: dict[int, list[str]]  # row -> the rules that fired on it (rows where none did are left out)
     features: dict[int, list[dict]]  # row -> its top features (``Contribution.as_dict``; the rows explained)
 
-    def __len__(self) -> int:
-        return len(self.threat)
-
     def row(self, i: int) -> dict:
         return {"threat": self.threat[i], "level": self.level[i],
                 "members": {name: scores[i] for name, scores in self.members.items()},

@@ -52,13 +52,14 @@ def rule_hits(rows: Rows, rules: tuple[Rule, ...] = DEFAULT_RULES) -> dict[str, 
     number); for a live micro-batch's few hundred rows, that also costs less than planning a Polars query.
     """
     values: dict[str, np.ndarray | None] = {}
+    in_frame = None if isinstance(rows, FeatureRows) else set(rows.columns)
 
     def column(feature: str) -> np.ndarray | None:
         if feature not in values:
-            if isinstance(rows, FeatureRows):
+            if in_frame is None:
                 values[feature] = rows.column(feature)
             else:
-                values[feature] = rows[feature].cast(pl.Float64).to_numpy() if feature in rows.columns else None
+                values[feature] = rows[feature].cast(pl.Float64).to_numpy() if feature in in_frame else None
         return values[feature]  # (a frame's null as NaN)
 
     hits = {}

@@ -21,7 +21,7 @@ from amoskys.pipeline.features import CROSS, Feature, FeatureDef, safe_ratio
 def cross_defs(config: PipelineConfig) -> list[FeatureDef]:
     """Stage-3 definitions (none of them depends on the configuration)."""
     return [FeatureDef(Feature(name, CROSS, unit, description, inputs), formula(pl.col))
-            for name, unit, description, formula, inputs in _specs()]  # fmt: skip
+            for name, unit, description, formula, inputs in _SPECS]  # fmt: skip
 
 
 def cross_arrays(column: Callable[[str], np.ndarray]) -> np.ndarray:
@@ -30,7 +30,7 @@ def cross_arrays(column: Callable[[str], np.ndarray]) -> np.ndarray:
     column gives a canonical metric's values by name (NaN where missing). The same formulas as
     ``cross_defs``, in the same IEEE arithmetic: the values are the batch's, bit for bit.
     """
-    return np.stack([formula(column) for _, _, _, formula, _ in _specs()])
+    return np.stack([formula(column) for _, _, _, formula, _ in _SPECS])
 
 
 def _specs() -> list[tuple]:
@@ -96,6 +96,9 @@ def _specs() -> list[tuple]:
          lambda c: _ratio(c("tcp_attempt_fails_per_s"), c("tcp_active_opens_per_s")),
          ("tcp_attempt_fails_per_s", "tcp_active_opens_per_s")),
     ]  # fmt: skip
+
+
+_SPECS = _specs()  # (pure formulas: built once, not on every live micro-batch)
 
 
 def _ratio(numerator, denominator):

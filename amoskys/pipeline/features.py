@@ -78,17 +78,7 @@ def with_host_time(frame: pl.DataFrame, gap_s: float) -> pl.DataFrame:
 
 def apply(frame: pl.DataFrame, defs: list[FeatureDef]) -> pl.DataFrame:
     """frame with every definition's column added, computed in one parallel pass."""
-    return frame.with_columns(_exprs(defs)) if defs else frame
-
-
-def evaluate(frame: pl.DataFrame, defs: list[FeatureDef]) -> pl.DataFrame:
-    """The definitions' columns only, computed on frame (a narrow frame of their inputs costs a live micro-batch
-    less than adding them to a wide one)."""
-    return frame.select(_exprs(defs))
-
-
-def _exprs(defs: list[FeatureDef]) -> list[pl.Expr]:
-    return [d.expr.alias(d.feature.name) for d in defs]
+    return frame.with_columns([d.expr.alias(d.feature.name) for d in defs]) if defs else frame
 
 
 def seconds(window_s: float) -> str:
