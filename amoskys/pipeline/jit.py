@@ -78,16 +78,20 @@ def read_only(values: np.ndarray) -> np.ndarray:
     return view
 
 
-def by_hosts(kernel, starts: np.ndarray, *args) -> None:
+def by_hosts(kernel, starts: np.ndarray, *args, computed: int | None = None) -> None:
     """kernel(first, last, starts, *args) over every host segment, hosts split over a thread per core.
 
     Hosts are split into runs of about equal row counts, a few per thread so that one long
-    host does not leave a core idle while the other finishes.
+    host does not leave a core idle while the other finishes. computed: how many rows the
+    kernel computes, when fewer than the segments hold (a stream's new rows after each
+    host's history): fewer than ``INLINE_ROWS`` run in the calling thread.
     """
     hosts = len(starts) - 1
     if hosts <= 0:
         return
-    if starts[-1] - starts[0] < INLINE_ROWS:  # a small live micro-batch: handing it to threads costs more
+    # A live micro-batch (its new rows, not the history they are given) is small: handing it to threads costs
+    # more than it saves, in CPU and in time alike.
+    if (starts[-1] - starts[0] if computed is None else computed) < INLINE_ROWS:
         kernel(0, hosts, starts, *args)
         return
     runs = min(hosts, 4 * (os.cpu_count() or 1))

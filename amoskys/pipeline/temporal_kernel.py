@@ -83,7 +83,7 @@ def temporal_arrays(
     out = tuple(np.empty((rows_per_metric(len(windows_s), len(half_lives_s)), columns)) for _ in range(metrics))
     by_hosts(_host_features, starts, ts_ns, tuple(read_only(values) for values in x), _ns(windows_s),
              _ns(half_lives_s), emit_from, shift, np.ascontiguousarray(ewm_from, dtype=np.float64), ewm_from_ns,
-             out)  # fmt: skip
+             out, computed=columns)  # fmt: skip
     return list(out)
 
 

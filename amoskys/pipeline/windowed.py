@@ -61,7 +61,7 @@ def permutation_entropy(x, scales, ts_ns: np.ndarray, starts: np.ndarray, window
     x, scales = np.ascontiguousarray(x, dtype=np.float64), np.asarray(scales, dtype=np.int64)
     emit_from, shift, columns = output_columns(starts, emit_from)
     out = np.empty((len(x) * len(scales), columns))
-    by_hosts(_entropy_kernel, starts, emit_from, shift, ts_ns, window_ns, x, scales, out)
+    by_hosts(_entropy_kernel, starts, emit_from, shift, ts_ns, window_ns, x, scales, out, computed=columns)
     return out
 
 
@@ -83,7 +83,7 @@ def pearson(a, b, lag: int, ts_ns: np.ndarray, starts: np.ndarray, window_ns: in
     state = np.zeros((0, len(b), PEARSON_STATE)) if state is None else state
     if state.shape[1:] != (len(b), PEARSON_STATE) or not state.flags.c_contiguous:
         raise ValueError(f"the Pearson state must be a C-ordered (hosts, {len(b)}, {PEARSON_STATE}) array")
-    by_hosts(_pearson_kernel, starts, emit_from, shift, ts_ns, window_ns, a, b, lag, state, out)
+    by_hosts(_pearson_kernel, starts, emit_from, shift, ts_ns, window_ns, a, b, lag, state, out, computed=columns)
     return out
 
 

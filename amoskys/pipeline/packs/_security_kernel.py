@@ -68,7 +68,8 @@ def security_arrays(ts_ns: np.ndarray, columns: tuple[np.ndarray, ...], starts: 
     out = np.empty((len(OUTPUTS), computed))
     columns = tuple(read_only(values) for values in columns)
     baselines = np.empty((2, 0)) if baselines is None else np.ascontiguousarray(baselines, dtype=np.float64)
-    by_hosts(_kernel, starts, emit_from, shift, np.ascontiguousarray(ts_ns, dtype=np.int64), columns, baselines, out)
+    by_hosts(_kernel, starts, emit_from, shift, np.ascontiguousarray(ts_ns, dtype=np.int64), columns, baselines, out,
+             computed=computed)  # fmt: skip
     return out
 
 
