@@ -12,15 +12,16 @@ holds them equal):
   medians of two metrics over the hour before the row: kept sorted and updated row by
   row (``medians``), rather than re-sorted from an hour of kept rows;
 - stage 5 (``AnomalyStage``, fitted on the training rows): its correlations need 2 × its
-  window of its key metrics (a pair's reference reaches back up to a window before the
-  window); its entropies come from running pattern counts (``patterns``), kept per host
+  window of its key metrics' robust z (a pair's reference reaches back up to a window
+  before the window), kept as computed once per row; its entropies come from running pattern counts (``patterns``), kept per host
   and updated row by row; its correlations resume from each host's sums of the current
   block (``pearson``'s state), so only the earlier block's part is summed again.
 
 So the history comes in three depths: the running medians' hour of the two baseline
-metrics, stage 5's metrics for 2 × 300 s, the metrics stage 2 and the security pack
-read for 300 s (plus a row); and the pattern counts and correlation sums: about 50 KiB
-per host on the default 5 s grid. Only the security pack has a stream kernel yet; a
+metrics, stage 5's inputs and their robust z for 2 × 300 s (the inputs for a new stage
+5's baselines: ``use_stage5``), the metrics stage 2 and the security pack read for 300 s
+(plus a row); and the pattern counts and correlation sums: about 60 KiB per host on the
+default 5 s grid. Only the security pack has a stream kernel yet; a
 configuration enabling another pack is refused with a clear message.
 """
 
@@ -71,7 +72,10 @@ class StreamFeatures:
         # rows of history each depth keeps: its span on the grid, both ends, and one row before (exits, rates)
         recent = {*TEMPORAL_METRICS, *(SECURITY_INPUTS if self.security else ())}  # what the 300 s windows read
         self.recent = History([n for n in self.canonical_names if n in recent], _rows(windows, step) + 1)
-        self.stage5 = History(anomaly.inputs(), _rows(2 * anomaly.window_s, step))
+        # stage 5's windows read its inputs' robust z, kept rather than computed again at every push; the inputs
+        # are kept too, for a new stage 5's baselines (``use_stage5``)
+        self.stage5_inputs = History(anomaly.inputs(), _rows(2 * anomaly.window_s, step))
+        self.stage5 = History([*anomaly.inputs(), "network"], self.stage5_inputs.rows)  # its robust_z rows
         self._key = [anomaly.inputs().index(m) for m in anomaly.key_metrics]  # stage 5's inputs: the entropies'
         self.patterns = RunningPatterns(len(self._key), anomaly.entropy_scales, anomaly.window_ns(),
                                         _rows(anomaly.window_s, step) + 1)  # fmt: skip
@@ -99,13 +103,14 @@ class StreamFeatures:
         """Compute stage 5 with anomaly (fitted on a new model set's training rows) from the next push on."""
         self.check_stage5(anomaly)
         self.anomaly = anomaly
-        self._stage5_baseline[:] = np.nan  # each host's baseline, looked up again in the new stage
+        self._stage5_baseline[:] = np.nan  # each host's baseline, looked up again in the new stage (with its z)
         self._pearson[:] = 0.0  # sums of the old baselines' z: summed again from the kept rows
 
     def bytes_per_host(self) -> int:
-        histories = [h for h in (self.recent, self.stage5, self.baselines, self.patterns) if h is not None]
+        histories = (self.recent, self.stage5_inputs, self.stage5, self.baselines, self.patterns)
         per_host = (self._ewm, self._ewm_ns, self._stage5_baseline, self._pearson)  # a row per host, 8-byte values
-        return sum(h.bytes_per_host() for h in histories) + sum(8 * int(np.prod(a.shape[1:])) for a in per_host)
+        kept = sum(h.bytes_per_host() for h in histories if h is not None)
+        return kept + sum(8 * int(np.prod(a.shape[1:])) for a in per_host)
 
     def push(self, rows: CanonicalRows, host_names: list[str]) -> FeatureRows:
         """Every feature of the new canonical rows, grouped by host, in time order per host."""
@@ -126,7 +131,7 @@ class StreamFeatures:
         return FeatureRows(self.names, self.index, out, [host_names[h] for h in slots.tolist()], ts)
 
     def _reserve(self, hosts: int) -> None:
-        for history in (self.recent, self.stage5, self.baselines, self.patterns):
+        for history in (self.recent, self.stage5_inputs, self.stage5, self.baselines, self.patterns):
             if history is not None:
                 history.reserve(hosts)
         if hosts > len(self._ewm_ns):
@@ -159,18 +164,31 @@ class StreamFeatures:
         return security_arrays(all_ts, tuple(self._recent_columns(recent, SECURITY_INPUTS)), starts, emit, medians.T)
 
     def _stage5(self, hosts, host_names: list[str], new_starts, ts, values) -> np.ndarray:
-        inputs = self._columns(values, self.stage5.columns)
+        inputs = self._columns(values, self.stage5_inputs.columns)
         entropy = self.patterns.push(hosts, new_starts, ts, inputs[:, self._key])
-        all_ts, kept, starts, emit = self.stage5.assemble(hosts, new_starts, ts, inputs)
-        self.stage5.append(hosts, new_starts, ts, inputs)
-        if len(unseen := hosts[np.isnan(self._stage5_baseline[hosts, 0, 0])]):
-            median, scale = self.anomaly.baselines_of([host_names[h] for h in unseen.tolist()])
-            self._stage5_baseline[unseen] = np.stack([median, scale], axis=1)
-        baseline, pearson_state = self._stage5_baseline[hosts], self._pearson[hosts]
-        columns = self.anomaly.transform_arrays(all_ts, kept, starts, baseline[:, 0], baseline[:, 1], emit, entropy,
-                                                pearson_state)  # fmt: skip
+        self._look_up_baselines(hosts, host_names)
+        baseline = self._stage5_baseline[hosts]
+        z = np.ascontiguousarray(self.anomaly.robust_z(inputs.T, new_starts, baseline[:, 0], baseline[:, 1]).T)
+        all_ts, kept_z, starts, emit = self.stage5.assemble(hosts, new_starts, ts, z)
+        self.stage5.append(hosts, new_starts, ts, z)
+        self.stage5_inputs.append(hosts, new_starts, ts, inputs)
+        pearson_state = self._pearson[hosts]
+        columns = self.anomaly.columns_of(all_ts, kept_z, starts, emit, entropy, pearson_state)
         self._pearson[hosts] = pearson_state
         return np.stack(columns)
+
+    def _look_up_baselines(self, hosts, host_names: list[str]) -> None:
+        """The stage-5 baselines of the hosts first seen (or first since ``use_stage5``), and their kept rows' robust
+        z with them."""
+        if not len(unseen := hosts[np.isnan(self._stage5_baseline[hosts, 0, 0])]):
+            return
+        median, scale = self.anomaly.baselines_of([host_names[h] for h in unseen.tolist()])
+        self._stage5_baseline[unseen] = np.stack([median, scale], axis=1)
+        # every slot of each ring (unfilled ones are NaN), a segment per host: z goes back slot for slot
+        kept = self.stage5_inputs.values[unseen]  # (hosts, inputs, rows)
+        segments = np.arange(len(unseen) + 1, dtype=np.int64) * kept.shape[2]
+        z = self.anomaly.robust_z(np.concatenate(kept, axis=1), segments, median, scale)
+        self.stage5.values[unseen] = z.reshape(len(z), len(unseen), -1).transpose(1, 0, 2)
 
 
 def _rows(span_s: float, step_s: float) -> int:

@@ -147,21 +147,31 @@ class AnomalyStage:
                              for feature, values in zip(self.features(), columns)])  # fmt: skip
 
     def transform_arrays(self, ts_ns: np.ndarray, inputs: np.ndarray, starts: np.ndarray, median: np.ndarray,
-                         scale: np.ndarray, emit_from: np.ndarray | None = None, entropy: np.ndarray | None = None,
-                         pearson_state: np.ndarray | None = None) -> list[np.ndarray]:  # fmt: skip
+                         scale: np.ndarray, emit_from: np.ndarray | None = None) -> list[np.ndarray]:  # fmt: skip
         """The declared stage-5 columns of rows given as arrays, one per feature of ``features()`` (NaN where
-        ``transform`` has null): what ``transform`` adds, and what a live detector computes from each host's kept
-        rows (no frame of them to build).
+        ``transform`` has null): what ``transform`` adds.
 
         ts_ns: int64, per host segment ``starts[s]:starts[s + 1]`` in time order; inputs: (``inputs()``, rows),
-        NaN where missing; median, scale: (segments, ``inputs()``), each segment's baseline (``baselines_of``);
-        entropy: the entropy rows of the rows to compute (``permutation_entropy``'s), when the caller keeps the
-        pattern counts (a live detector's ``RunningPatterns``); pearson_state: (segments, ``correlations()``,
-        ``PEARSON_STATE``), the correlations' ``pearson`` state when the caller keeps it (a live detector).
+        NaN where missing; median, scale: (segments, ``inputs()``), each segment's baseline (``baselines_of``).
         """
-        z, cpu_net = robust_z(inputs, starts, median, scale, self._input_index(CPU), self._net_indices())
+        entropy = permutation_entropy(inputs[: len(self.key_metrics)], self.entropy_scales, ts_ns, starts,
+                                      self.window_ns(), emit_from)  # fmt: skip
+        return self.columns_of(ts_ns, self.robust_z(inputs, starts, median, scale), starts, emit_from, entropy)
+
+    def robust_z(self, inputs: np.ndarray, starts: np.ndarray, median: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """(``inputs()`` + 1, rows): the robust z of each input (segment s with the baseline median[s], scale[s]),
+        then the network's (the z of ``NET`` weighted by their scales), NaN where missing: all that the windows and
+        the scores read of a row (a live detector keeps these rows of each host)."""
+        return robust_z(inputs, starts, median, scale, self._net_indices())
+
+    def columns_of(self, ts_ns: np.ndarray, z: np.ndarray, starts: np.ndarray, emit_from: np.ndarray | None,
+                   entropy: np.ndarray, pearson_state: np.ndarray | None = None) -> list[np.ndarray]:  # fmt: skip
+        """``transform_arrays``'s columns from the rows' ``robust_z`` and the entropy rows of the rows to compute
+        (``permutation_entropy``'s: a live detector keeps the pattern counts, ``RunningPatterns``); pearson_state:
+        (segments, ``correlations()``, ``PEARSON_STATE``), the correlations' ``pearson`` state when the caller
+        keeps it (a live detector)."""
         key = len(self.key_metrics)  # ``inputs()`` begins with the key metrics
-        windowed = self._windowed(ts_ns, inputs[:key], z[:key], cpu_net, starts, emit_from, entropy, pearson_state)
+        windowed = self._windowed(ts_ns, z, starts, emit_from, entropy, pearson_state)
         z = z[:key].T if emit_from is None else z[:key, emitted_rows(starts, emit_from)].T
         lof, iforest = self._scores(np.ascontiguousarray(np.where(np.isnan(z), 0.0, z)))  # missing counts as typical
         columns = {f"{m}_robust_z": z[:, j] for j, m in enumerate(self.key_metrics)}
@@ -232,23 +242,21 @@ class AnomalyStage:
         """The key metrics' robust z of rows (any order, 0 where missing), as a C-ordered matrix."""
         median, scale = self.baselines_of(rows["host"].to_list())
         inputs = rows.select(pl.col(self.inputs()).cast(pl.Float64)).to_numpy().T
-        z, _ = robust_z(inputs, np.arange(rows.height + 1), median, scale, self._input_index(CPU), self._net_indices())
-        z = z[: len(self.key_metrics)].T
+        z = self.robust_z(inputs, np.arange(rows.height + 1), median, scale)[: len(self.key_metrics)].T
         return np.ascontiguousarray(np.where(np.isnan(z), 0.0, z))
 
-    def _windowed(self, ts_ns: np.ndarray, values: np.ndarray, z: np.ndarray, cpu_net: np.ndarray, starts: np.ndarray,
-                  emit_from: np.ndarray | None, entropy: np.ndarray | None,
-                  pearson_state: np.ndarray | None) -> dict[str, np.ndarray]:  # fmt: skip
-        """The entropy (unless given) and correlation columns (see ``windowed``) of the rows from emit_from on;
-        values, z: one row per key metric; cpu_net: the CPU's z and the network's (rows of 2)."""
+    def _windowed(self, ts_ns: np.ndarray, z: np.ndarray, starts: np.ndarray, emit_from: np.ndarray | None,
+                  entropy: np.ndarray, pearson_state: np.ndarray | None) -> dict[str, np.ndarray]:  # fmt: skip
+        """The entropy and correlation columns (see ``windowed``) of the rows from emit_from on; z: ``robust_z``'s
+        rows."""
         w, window_ns, key = seconds(self.window_s), self.window_ns(), len(self.key_metrics)
         ts_ns = np.ascontiguousarray(ts_ns, dtype=np.int64)
-        if entropy is None:
-            entropy = permutation_entropy(values, self.entropy_scales, ts_ns, starts, window_ns, emit_from)
+        cpu_net = z[[self._input_index(CPU), -1]]  # the CPU's z and the network's
         state = [None, None]  # each pearson call's own (C-ordered) part of the state, copied back after
         if pearson_state is not None:
             state = [pearson_state[:, :key].copy(), pearson_state[:, key:].copy()]
-        autocorr = pearson(z, z, 1, ts_ns, starts, window_ns, emit_from, state[0])  # pairs (previous sample, sample)
+        # pairs (previous sample, sample)
+        autocorr = pearson(z[:key], z[:key], 1, ts_ns, starts, window_ns, emit_from, state[0])
         cpu_net_corr = pearson(cpu_net[:1], cpu_net[1:], 0, ts_ns, starts, window_ns, emit_from, state[1])
         if pearson_state is not None:
             pearson_state[:, :key], pearson_state[:, key:] = state
@@ -262,32 +270,31 @@ class AnomalyStage:
         return self.lof_.score(z), self.forest_.score(z)
 
 
-def robust_z(inputs: np.ndarray, starts: np.ndarray, median: np.ndarray, scale: np.ndarray, cpu: int,
-             net: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(z, cpu_net) of inputs (inputs, rows): each input's robust z (inputs, rows; NaN where missing or not
-    finite) with segment s's baseline median[s] / scale[s], and the two rows the CPU/network correlation pairs
-    up: the CPU's z (input cpu) and the network's, the z of the inputs net weighted by their scales (a missing
-    one counting 0)."""
+def robust_z(inputs: np.ndarray, starts: np.ndarray, median: np.ndarray, scale: np.ndarray,
+             net: np.ndarray) -> np.ndarray:  # fmt: skip
+    """(inputs + 1, rows): each input's robust z of inputs (inputs, rows; NaN where missing or not finite) with
+    segment s's baseline median[s] / scale[s], then the network's: the z of the inputs net weighted by their
+    scales (a missing one counting 0)."""
     inputs = np.ascontiguousarray(inputs, dtype=np.float64)
-    z, cpu_net = np.empty_like(inputs), np.empty((2, inputs.shape[1]))
-    by_hosts(_robust_z, starts, inputs, median, scale, cpu, net, z, cpu_net)
-    return z, cpu_net
+    z = np.empty((len(inputs) + 1, inputs.shape[1]))
+    by_hosts(_robust_z, starts, inputs, median, scale, net, z)
+    return z
 
 
 @njit
-def _robust_z(first, last, starts, inputs, median, scale, cpu, net, z, cpu_net):
+def _robust_z(first, last, starts, inputs, median, scale, net, z):
+    network = inputs.shape[0]
     for s in range(first, last):
         for i in range(starts[s], starts[s + 1]):
             for j in range(inputs.shape[0]):
                 v = (inputs[j, i] - median[s, j]) / scale[s, j]
                 z[j, i] = v if np.isfinite(v) else np.nan
-            cpu_net[0, i] = z[cpu, i]
             weighted, scales = 0.0, 0.0
             for n in net:
                 if not np.isnan(z[n, i]):
                     weighted += z[n, i] * scale[s, n]
                 scales += scale[s, n]
-            cpu_net[1, i] = weighted / scales
+            z[network, i] = weighted / scales
 
 
 def _robust_stats(train: pl.DataFrame, metrics: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
