@@ -82,8 +82,6 @@ class PcaDetector(Detector):
 
     def _fit_subspace(self, rows: np.ndarray) -> None:
         self.mean_, self.components_ = principal_components(rows, self.variance_share)
-        # residual = (x - mean) @ projector: the part of a row the components do not explain
-        self.projector_ = np.eye(rows.shape[1]) - self.components_.T @ self.components_
 
     def _normal_scores(self, X: pl.DataFrame, y: np.ndarray | None, normal: pl.DataFrame) -> np.ndarray:
         """Out-of-fold errors of the normal training rows: blocks of each host's rows, every other one scored by
@@ -102,7 +100,10 @@ class PcaDetector(Detector):
         return scores
 
     def _residuals(self, matrix: np.ndarray) -> np.ndarray:
-        return (matrix - self.mean_) @ self.projector_
+        """The part of each row the components do not explain: (x - mean) less its projection on them. (Through
+        the few components, not a features x features projector: a live micro-batch's costliest product.)"""
+        centered = matrix - self.mean_
+        return centered - (centered @ self.components_.T) @ self.components_
 
     def _score(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
         return (self._residuals(matrix) ** 2).sum(axis=1)
@@ -119,11 +120,14 @@ class PcaDetector(Detector):
         self._check_fitted()
         n_features = len(self.features_)
         constants = [numpy_helper.from_array(self.mean_.astype(np.float32), "mean"),
-                     numpy_helper.from_array(self.projector_.astype(np.float32), "projector"),
+                     numpy_helper.from_array(self.components_.T.astype(np.float32), "to_components"),
+                     numpy_helper.from_array(self.components_.astype(np.float32), "from_components"),
                      numpy_helper.from_array(np.array([1], dtype=np.int64), "feature_axis")]  # fmt: skip
-        nodes = [
+        nodes = [  # as _residuals
             helper.make_node("Sub", [onnx_export.INPUT, "mean"], ["centered"]),
-            helper.make_node("MatMul", ["centered", "projector"], ["residual"]),
+            helper.make_node("MatMul", ["centered", "to_components"], ["coordinates"]),
+            helper.make_node("MatMul", ["coordinates", "from_components"], ["explained"]),
+            helper.make_node("Sub", ["centered", "explained"], ["residual"]),
             helper.make_node("Mul", ["residual", "residual"], ["squared"]),
             helper.make_node("ReduceSum", ["squared", "feature_axis"], [onnx_export.OUTPUT], keepdims=0),
         ]
