@@ -16,6 +16,8 @@ from amoskys.errors import InputError
 from amoskys.store.store import Store
 from amoskys.timeutil import now_ns
 
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode  # a detection's details: one per scored row
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -73,7 +75,7 @@ def _detections_job(store: Store, detections: list[Detection]) -> Callable[[sqli
 
     def job(conn) -> int:
         rows = [
-            (store.host_id(conn, d.host), d.ts_ns, d.model_set, d.score, d.level, json.dumps(d.details))
+            (store.host_id(conn, d.host), d.ts_ns, d.model_set, d.score, d.level, _compact_json(d.details))
             for d in detections
         ]
         sql = "INSERT INTO detections(host_id, ts_ns, model_set, score, level, details) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
