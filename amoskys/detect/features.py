@@ -13,16 +13,17 @@ holds them equal):
   row (``medians``), rather than re-sorted from an hour of kept rows;
 - stage 5 (``AnomalyStage``, fitted on the training rows): its correlations need 2 × its
   window of its key metrics' robust z (a pair's reference reaches back up to a window
-  before the window), kept as computed once per row; its entropies come from running pattern counts (``patterns``), kept per host
-  and updated row by row; its correlations resume from each host's sums of the current
-  block (``pearson``'s state), so only the earlier block's part is summed again.
+  before the window), kept as computed once per row; its entropies come from running
+  pattern counts (``patterns``), kept per host and updated row by row; its correlations
+  resume from each host's sums of the current block (``pearson``'s state), so only the
+  earlier block's part is summed again.
 
 So the history comes in three depths: the running medians' hour of the two baseline
 metrics, stage 5's inputs and their robust z for 2 × 300 s (the inputs for a new stage
 5's baselines: ``use_stage5``), the metrics stage 2 and the security pack read for 300 s
 (plus a row); and the pattern counts and correlation sums: about 60 KiB per host on the
-default 5 s grid. Only the security pack has a stream kernel yet; a
-configuration enabling another pack is refused with a clear message.
+default 5 s grid. Only the security pack has a stream kernel yet; a configuration
+enabling another pack is refused with a clear message.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class StreamFeatures:
         # stage 5's windows read its inputs' robust z, kept rather than computed again at every push; the inputs
         # are kept too, for a new stage 5's baselines (``use_stage5``)
         self.stage5_inputs = History(anomaly.inputs(), _rows(2 * anomaly.window_s, step))
-        self.stage5 = History([*anomaly.inputs(), "network"], self.stage5_inputs.rows)  # its robust_z rows
+        self.stage5_z = History([*anomaly.inputs(), "network"], self.stage5_inputs.rows)  # its robust_z rows
         self._key = [anomaly.inputs().index(m) for m in anomaly.key_metrics]  # stage 5's inputs: the entropies'
         self.patterns = RunningPatterns(len(self._key), anomaly.entropy_scales, anomaly.window_ns(),
                                         _rows(anomaly.window_s, step) + 1)  # fmt: skip
@@ -107,7 +108,7 @@ class StreamFeatures:
         self._pearson[:] = 0.0  # sums of the old baselines' z: summed again from the kept rows
 
     def bytes_per_host(self) -> int:
-        histories = (self.recent, self.stage5_inputs, self.stage5, self.baselines, self.patterns)
+        histories = (self.recent, self.stage5_inputs, self.stage5_z, self.baselines, self.patterns)
         per_host = (self._ewm, self._ewm_ns, self._stage5_baseline, self._pearson)  # a row per host, 8-byte values
         kept = sum(h.bytes_per_host() for h in histories if h is not None)
         return kept + sum(8 * int(np.prod(a.shape[1:])) for a in per_host)
@@ -131,7 +132,7 @@ class StreamFeatures:
         return FeatureRows(self.names, self.index, out, [host_names[h] for h in slots.tolist()], ts)
 
     def _reserve(self, hosts: int) -> None:
-        for history in (self.recent, self.stage5_inputs, self.stage5, self.baselines, self.patterns):
+        for history in (self.recent, self.stage5_inputs, self.stage5_z, self.baselines, self.patterns):
             if history is not None:
                 history.reserve(hosts)
         if hosts > len(self._ewm_ns):
@@ -169,8 +170,8 @@ class StreamFeatures:
         self._look_up_baselines(hosts, host_names)
         baseline = self._stage5_baseline[hosts]
         z = np.ascontiguousarray(self.anomaly.robust_z(inputs.T, new_starts, baseline[:, 0], baseline[:, 1]).T)
-        all_ts, kept_z, starts, emit = self.stage5.assemble(hosts, new_starts, ts, z)
-        self.stage5.append(hosts, new_starts, ts, z)
+        all_ts, kept_z, starts, emit = self.stage5_z.assemble(hosts, new_starts, ts, z)
+        self.stage5_z.append(hosts, new_starts, ts, z)
         self.stage5_inputs.append(hosts, new_starts, ts, inputs)
         pearson_state = self._pearson[hosts]
         columns = self.anomaly.columns_of(all_ts, kept_z, starts, emit, entropy, pearson_state)
@@ -188,7 +189,7 @@ class StreamFeatures:
         kept = self.stage5_inputs.values[unseen]  # (hosts, inputs, rows)
         segments = np.arange(len(unseen) + 1, dtype=np.int64) * kept.shape[2]
         z = self.anomaly.robust_z(np.concatenate(kept, axis=1), segments, median, scale)
-        self.stage5.values[unseen] = z.reshape(len(z), len(unseen), -1).transpose(1, 0, 2)
+        self.stage5_z.values[unseen] = z.reshape(len(z), len(unseen), -1).transpose(1, 0, 2)
 
 
 def _rows(span_s: float, step_s: float) -> int:

@@ -11,6 +11,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from amoskys.errors import InputError
 from amoskys.store.store import Store
@@ -19,14 +20,15 @@ from amoskys.timeutil import now_ns
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode  # a detection's details: one per scored row
 
 
-@dataclass(frozen=True)
-class Detection:
+class Detection(NamedTuple):
+    """One scored row (a tuple, immutable: the live path makes one per row, and a frozen dataclass costs more)."""
+
     host: str
     ts_ns: int
     model_set: str
     score: float  # 0-100, calibrated
     level: str
-    details: dict = field(default_factory=dict)
+    details: dict  # models' scores, rule hits, top features
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from amoskys.store.alerts import (
 from .conftest import SEC, T0, count
 
 DETECTIONS = [
-    Detection("web-1", T0, "fast", 12.0, "benign"),
+    Detection("web-1", T0, "fast", 12.0, "benign", {}),
     Detection("web-1", T0 + SEC, "fast", 81.5, "high", {"models": ["iforest", "pca"], "top": [["cpu_user_pct", 97.0]]}),
     Detection("web-1", T0 + SEC, "full", 79.25, "high", {"models": ["lstm_ae"]}),
-    Detection("db-1", T0, "fast", 0.0, "benign"),
+    Detection("db-1", T0, "fast", 0.0, "benign", {}),
 ]
 
 
@@ -44,7 +44,7 @@ def test_detections_round_trip(store):
 
 def test_repeated_detection_is_ignored_and_the_first_kept(store, store_path):
     assert write_detections(store, DETECTIONS[:2]) == 2
-    rescored = replace(DETECTIONS[1], score=99.0, level="critical")
+    rescored = DETECTIONS[1]._replace(score=99.0, level="critical")
     assert write_detections(store, [rescored, DETECTIONS[2]]) == 1
     assert read_detections(store, "web-1") == DETECTIONS[:3]
     assert count(store_path, "detections") == 3
@@ -57,7 +57,7 @@ def test_a_micro_batch_is_written_in_one_transaction(store):
     assert read_detections(store, "web-1") == DETECTIONS[:3] and read_detections(store, "db-1") == [DETECTIONS[3]]
     assert [(a.id, a.status) for a in read_alerts(store)] == [(first, "closed"), (second, "open")]
     with pytest.raises(InputError):  # an update of an alert not stored fails the batch: its detections too
-        write_scored(store, [replace(DETECTIONS[0], ts_ns=T0 + 9 * SEC)], [replace(opened, id=second + 1)])
+        write_scored(store, [DETECTIONS[0]._replace(ts_ns=T0 + 9 * SEC)], [replace(opened, id=second + 1)])
     assert len(read_detections(store, "web-1")) == 3
 
 
@@ -94,7 +94,7 @@ def test_alert_with_a_score_outside_0_100_is_refused(store):
 
 def test_detection_with_a_score_outside_0_100_is_refused_not_dropped(store):
     with pytest.raises(InputError, match="outside 0..100"):
-        write_detections(store, [Detection("web-1", T0, "bdh", 140.0, "critical")])
+        write_detections(store, [Detection("web-1", T0, "bdh", 140.0, "critical", {})])
     assert read_detections(store, "web-1") == []
 
 

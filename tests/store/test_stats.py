@@ -79,7 +79,8 @@ def test_counts_of_every_table(store):
     events += [flow("web-1", T0), flow("web-1", T0 + SEC), process("web-1", T0), snapshot("web-1", T0, cpu_user_pct=-1.0)]
     envelope = Envelope(agent_id="host-agent", seq=1, ts_ns=T0, idempotency_key=b"k", payload=b"p", signature=b"s")
     store.write(events, agent="host-agent", envelope=envelope)
-    write_detections(store, [Detection("web-1", T0, "fast", 10.0, "benign"), Detection("web-2", T0, "fast", 20.0, "benign")])
+    write_detections(store, [Detection("web-1", T0, "fast", 10.0, "benign", {}),
+                             Detection("web-2", T0, "fast", 20.0, "benign", {})])
     alert_id = save_alert(store, Alert("web-1", T0, T0 + SEC, 80.0, "high"))
     add_feedback(store, alert_id, True, "ana")
     add_feedback(store, alert_id, False, "bo")
