@@ -29,6 +29,7 @@ import polars as pl
 from amoskys.errors import InputError, ModelError
 from amoskys.models.calibration import TailCalibration, threat_score
 from amoskys.models.rows import FeatureRows, Rows
+from amoskys.pipeline.jit import njit
 
 SCALE_FLOOR = 0.01  # a feature's scale is at least this share of its typical |value|
 
@@ -102,7 +103,7 @@ class Detector:
         if self.needs_labels or not self.novelty:
             self._fit(self._matrix(X), X, y)
         else:
-            self._fit(self._scaled(filled), normal, None)
+            self._fit(self._prepared(filled), normal, None)
         normal_scores = np.asarray(self._normal_scores(X, y, normal), dtype=np.float64)
         self.threshold_ = float(np.quantile(normal_scores, self.threshold_quantile))
         self.calibration_ = TailCalibration().fit(normal_scores)
@@ -208,14 +209,13 @@ class Detector:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise InputError(f"{self.name}: the input lacks {len(missing)} feature(s) the model needs: {shown}")
         if isinstance(X, FeatureRows):
-            raw = X.matrix(self.features_)
-        else:
-            picked = X[self.features_]  # (indexing by names: a select of as many expressions costs more)
-            raw = picked.to_numpy()
-            if raw.dtype != np.float64:  # some feature is not a float
-                raw = picked.cast(pl.Float64).to_numpy()
-            if not raw.flags.writeable:  # Polars hands out a read-only view of a single float column
-                raw = raw.copy()
+            return X.matrix(self.features_)
+        picked = X[self.features_]  # (indexing by names: a select of as many expressions costs more)
+        raw = picked.to_numpy()
+        if raw.dtype != np.float64:  # some feature is not a float
+            raw = picked.cast(pl.Float64).to_numpy()
+        if not raw.flags.writeable:  # Polars hands out a read-only view of a single float column
+            raw = raw.copy()
         raw[~np.isfinite(raw)] = np.nan
         return raw
 
@@ -224,11 +224,10 @@ class Detector:
         return self._prepared(self._raw(X))
 
     def _prepared(self, raw: np.ndarray) -> np.ndarray:
-        """A ``_raw`` matrix with missing values filled from training, robustly scaled."""
-        return self._scaled(np.where(np.isnan(raw), self.fill_, raw))
-
-    def _scaled(self, filled: np.ndarray) -> np.ndarray:
-        return (filled - self.center_) / self.scale_
+        """A ``_raw`` matrix with missing values filled from training, robustly scaled: (x - center) / scale."""
+        out = np.empty(raw.shape)
+        _fill_and_scale(raw, self.fill_, self.center_, self.scale_, out)
+        return out
 
 
 def time_folds(X: pl.DataFrame, folds: int, block: int | None = None) -> np.ndarray:
@@ -270,3 +269,13 @@ def _check_labels(name: str, y: np.ndarray | None, rows: int) -> np.ndarray:
     if len(np.unique(y)) < 2:
         raise InputError(f"{name} needs both normal and anomalous labeled rows; the labels hold only {int(y[0])}")
     return y
+
+
+@njit
+def _fill_and_scale(raw, fill, center, scale, out):
+    """out = (raw with NaN as fill - center) / scale, feature by feature, in one pass (NumPy made three
+    temporaries of the whole matrix)."""
+    for r in range(raw.shape[0]):
+        for j in range(raw.shape[1]):
+            v = raw[r, j]
+            out[r, j] = ((fill[j] if np.isnan(v) else v) - center[j]) / scale[j]

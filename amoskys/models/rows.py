@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from amoskys.pipeline.jit import njit
+
 
 @dataclass(frozen=True)
 class FeatureRows:
@@ -44,8 +46,11 @@ class FeatureRows:
         return None if position is None else self.values[position]
 
     def matrix(self, names: list[str]) -> np.ndarray:
-        """(rows, names) float64 matrix of the features named (each present), row-major as the models take it."""
-        return np.ascontiguousarray(self.values[[self.index[n] for n in names]].T)
+        """(rows, names) float64 matrix of the features named (each present), row-major as the models take it,
+        with non-finite values as NaN (a model's ``_raw``)."""
+        out = np.empty((self.height, len(names)))
+        _gather_rows(self.values, np.array([self.index[n] for n in names], dtype=np.int64), out)
+        return out
 
     def frame(self) -> pl.DataFrame:
         """The same rows as a frame: host, ts and the features (NaN where missing, never null)."""
@@ -60,3 +65,13 @@ Rows = pl.DataFrame | FeatureRows  # what a detector scores
 def as_frame(X: Rows) -> pl.DataFrame:
     """X as a frame (for the models that need more than a matrix: the sequence models' host and time)."""
     return X.frame() if isinstance(X, FeatureRows) else X
+
+
+@njit
+def _gather_rows(values, features, out):
+    """out[r, j] = values[features[j], r], NaN where not finite: one pass (NumPy's gather, transpose and
+    finiteness mask were three, each a temporary of the whole micro-batch)."""
+    for r in range(out.shape[0]):
+        for j in range(len(features)):
+            v = values[features[j], r]
+            out[r, j] = v if np.isfinite(v) else np.nan
