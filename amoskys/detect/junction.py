@@ -60,16 +60,16 @@ class Junction:
             return Verdicts([], [])
         assessed = self.model.assess(rows, self.top_k, explain_from=self.policy.floor)
         members = list(assessed.members)
+        names, context = _context(rows)
         detections, changed = [], {}
         for i, (host, ts_ns, threat, level, scores, metrics) in enumerate(zip(
-            rows.hosts, rows.ts_ns.tolist(), assessed.threat, assessed.level, zip(*assessed.members.values()),
-            _context(rows),
+            rows.hosts, rows.ts_ns.tolist(), assessed.threat, assessed.level, zip(*assessed.members.values()), context,
         )):  # fmt: skip
             explanation = {"members": dict(zip(members, scores)), "rules": assessed.rules.get(i, [])}
             if features := assessed.features.get(i):
                 explanation["features"] = features
             detections.append(Detection(host, ts_ns, self.model_set, threat, level, explanation))
-            for alert in self.tracker.observe(Scored(host, ts_ns, threat, explanation, metrics)):
+            for alert in self.tracker.observe(Scored(host, ts_ns, threat, explanation, names, metrics)):
                 changed[id(alert)] = alert
         return Verdicts(detections, list(changed.values()))
 
@@ -78,11 +78,11 @@ class Junction:
         return self.tracker.close_quiet(now_ns)
 
 
-def _context(rows: FeatureRows) -> list[dict]:
-    """Per row, the raw values of the context metrics the rows have (NaN where missing)."""
-    names = [name for name in CONTEXT_METRICS if name in rows.index]
+def _context(rows: FeatureRows) -> tuple[tuple[str, ...], list[list[float]]]:
+    """The context metrics the rows have, and per row their raw values (NaN where missing)."""
+    names = tuple(name for name in CONTEXT_METRICS if name in rows.index)
     values = np.stack([rows.column(name) for name in names], axis=1) if names else np.empty((rows.height, 0))
-    return [dict(zip(names, row)) for row in values.tolist()]
+    return names, values.tolist()
 
 
 def _check_features(model: BdhEnsemble, model_set: str, available: list[str]) -> None:

@@ -15,7 +15,7 @@ typical ranges), and the raw metric values of the rows around the peak.
 
 >>> policy = AlertPolicy(level="medium", consecutive=2, quiet_seconds=10)
 >>> tracker = AlertTracker(policy)
->>> [len(tracker.observe(Scored("h", t * 10**9, s, {}, {}))) for t, s in enumerate([80, 20, 60, 70, 10])]
+>>> [len(tracker.observe(Scored("h", t * 10**9, s, {}, (), []))) for t, s in enumerate([80, 20, 60, 70, 10])]
 [0, 0, 0, 1, 1]
 >>> tracker.alerts[0].peak_score, tracker.alerts[0].status
 (70.0, 'open')
@@ -55,14 +55,15 @@ class AlertPolicy:
 
 
 class Scored(NamedTuple):
-    """One scored row of a host: its threat score, explanation and raw metric values (a tuple: one is made
-    per scored row)."""
+    """One scored row of a host: its threat score, explanation and raw metric values (a tuple, and the values
+    a list, not a dict: one is made per scored row, and only an alert's context rows need names)."""
 
     host: str
     ts_ns: int
     score: float  # 0-100
     explanation: dict  # models, rule hits, top features
-    metrics: dict  # raw canonical values of the row
+    metric_names: tuple[str, ...]  # raw canonical metrics kept with the row (one tuple shared by every row)
+    metric_values: list[float]  # their values in the row, NaN where missing
 
 
 @dataclass
@@ -184,7 +185,8 @@ class AlertTracker:
 
 def _context(*rows: Scored) -> list[dict]:
     """An alert's context rows: each row's time and raw metric values (None where missing: NaN)."""
-    return [{"ts_ns": row.ts_ns, **{k: None if v != v else v for k, v in row.metrics.items()}} for row in rows]
+    return [{"ts_ns": row.ts_ns, **{k: None if v != v else v for k, v in zip(row.metric_names, row.metric_values)}}
+            for row in rows]  # fmt: skip
 
 
 def _unique(alerts: list[OpenAlert]) -> list[OpenAlert]:

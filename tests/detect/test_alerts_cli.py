@@ -25,7 +25,7 @@ def store_with_alert(tmp_path):
     tracker = AlertTracker(AlertPolicy(level="high", consecutive=2))
     for i, score in enumerate([10, 80, 92, 40]):
         tracker.observe(Scored("web-1", (1_800_000_000 + 5 * i) * NS, score, EXPLANATION,
-                               {"cpu_busy_pct": float(score), "tcp_attempt_fails_per_s": 400.0}))  # fmt: skip
+                               ("cpu_busy_pct", "tcp_attempt_fails_per_s"), [float(score), 400.0]))  # fmt: skip
     [alert] = tracker.alerts
     with Store.open(path) as store:
         alert_id = save_alert(store, Alert(alert.host, alert.start_ns, alert.end_ns, alert.peak_score, alert.level,

@@ -12,7 +12,7 @@ def feed(tracker: AlertTracker, scores: list[float], host: str = "h", step_s: in
     changed = []
     for i, score in enumerate(scores):
         t = (start_s + i * step_s) * NS
-        changed += tracker.observe(Scored(host, t, score, {"members": {"bdh": score}}, {"cpu_busy_pct": score}))
+        changed += tracker.observe(Scored(host, t, score, {"members": {"bdh": score}}, ("cpu_busy_pct",), [score]))
     return changed
 
 
@@ -70,7 +70,7 @@ def test_a_silent_host_has_its_alert_closed_without_a_new_one():
 def test_a_row_older_than_the_last_is_ignored():
     tracker = AlertTracker(AlertPolicy(level="medium", consecutive=1))
     feed(tracker, [70], start_s=100)
-    assert tracker.observe(Scored("h", 50 * NS, 99, {}, {})) == []
+    assert tracker.observe(Scored("h", 50 * NS, 99, {}, (), [])) == []
     assert tracker.alerts[0].peak_score == 70
 
 
@@ -91,7 +91,7 @@ def test_a_bad_policy_is_refused_with_a_clear_error(bad):
 def test_a_missing_metric_is_none_in_the_alert_context():
     tracker = AlertTracker(AlertPolicy(level="high", consecutive=2))
     for i, score in enumerate([10, 90, 95]):
-        tracker.observe(Scored("h", i * NS, score, {}, {"cpu_busy_pct": float("nan") if i == 1 else 50.0}))
+        tracker.observe(Scored("h", i * NS, score, {}, ("cpu_busy_pct",), [float("nan") if i == 1 else 50.0]))
     [alert] = tracker.alerts
     assert alert.context == [{"ts_ns": 0, "cpu_busy_pct": 50.0}, {"ts_ns": NS, "cpu_busy_pct": None},
                              {"ts_ns": 2 * NS, "cpu_busy_pct": 50.0}]  # fmt: skip
