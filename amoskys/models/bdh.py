@@ -128,6 +128,7 @@ class BdhEnsemble(Detector):
                 continue
             member = get(name, seed=self.seed, **params.get(name, {}))
             self.members_[name] = member.fit(X, y if labeled else None, features=self.features_)
+        self.shared_scaling_ = self._shared_scaling()
         sample = calibration_sample(X)
         rows, y_sample = X.filter(pl.Series(sample)), np.asarray(y)[sample] if labeled else None
         surprises = self._surprises(rows, self._raws(rows)[1])
@@ -204,12 +205,12 @@ class BdhEnsemble(Detector):
     def _prepared_members(self, member_raws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each member's ``_prepared`` matrix of its raw matrix: computed once for the members with the ensemble's
         columns and scaling (all of them, fitted together), which then share it (read-only)."""
+        if not hasattr(self, "shared_scaling_"):  # an ensemble saved before it was learned
+            self.shared_scaling_ = self._shared_scaling()
         shared, out = {}, {}
         for name, member in self.members_.items():
             raw = member_raws[name]
-            if member.features_ != self.features_ or not all(
-                np.array_equal(getattr(member, a), getattr(self, a), equal_nan=True) for a in _SCALING
-            ):  # fmt: skip
+            if name not in self.shared_scaling_:
                 out[name] = member._prepared(raw)
                 continue
             if id(raw) not in shared:
@@ -217,6 +218,12 @@ class BdhEnsemble(Detector):
                 shared[id(raw)].flags.writeable = False
             out[name] = shared[id(raw)]
         return out
+
+    def _shared_scaling(self) -> frozenset[str]:
+        """The members with the ensemble's columns and scaling (found once: comparing them cost a live micro-batch
+        more than scaling)."""
+        return frozenset(name for name, member in self.members_.items() if member.features_ == self.features_ and all(
+            np.array_equal(getattr(member, a), getattr(self, a), equal_nan=True) for a in _SCALING))  # fmt: skip
 
     def _fuse(self, surprises: dict[str, np.ndarray]) -> np.ndarray:
         return weighted_median(np.stack(list(surprises.values())), np.array([self.weights_[n] for n in surprises]))
