@@ -272,8 +272,8 @@ class AnomalyStage:
 
 def robust_z(inputs: np.ndarray, starts: np.ndarray, median: np.ndarray, scale: np.ndarray,
              net: np.ndarray) -> np.ndarray:  # fmt: skip
-    """(inputs + 1, rows): each input's robust z of inputs (inputs, rows; NaN where missing or not finite) with
-    segment s's baseline median[s] / scale[s], then the network's: the z of the inputs net weighted by their
+    """(inputs + 1, rows) of inputs (inputs, rows): each input's robust z with segment s's baseline median[s] /
+    scale[s] (NaN where missing or not finite), then the network's: the z of the inputs net weighted by their
     scales (a missing one counting 0)."""
     inputs = np.ascontiguousarray(inputs, dtype=np.float64)
     z = np.empty((len(inputs) + 1, inputs.shape[1]))
