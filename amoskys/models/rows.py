@@ -5,12 +5,12 @@ A live micro-batch has a few hundred rows and ~265 features; built as a frame, i
 Series per column (about 8 µs each, whatever its length), which was most of the live
 path's fixed cost per micro-batch, only for the models to convert it back to a matrix.
 
->>> rows = FeatureRows(("a", "b"), {"a": 0, "b": 1}, np.array([[1.0, 2.0], [3.0, np.nan]]), ["h1", "h2"],
+>>> rows = FeatureRows(("a", "b"), {"a": 0, "b": 1}, np.array([[1.0, 2.0], [3.0, np.inf]]), ["h1", "h2"],
 ...                    np.array([5, 6]))
 >>> rows.height, rows.matrix(["b", "a"]).tolist()
 (2, [[3.0, 1.0], [nan, 2.0]])
 >>> rows[np.array([1])].frame().drop("ts").row(0)
-('h2', 2.0, nan)
+('h2', 2.0, inf)
 """
 
 from __future__ import annotations
