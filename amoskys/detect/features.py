@@ -73,10 +73,11 @@ class StreamFeatures:
         # rows of history each depth keeps: its span on the grid, both ends, and one row before (exits, rates)
         recent = {*TEMPORAL_METRICS, *(SECURITY_INPUTS if self.security else ())}  # what the 300 s windows read
         self.recent = History([n for n in self.canonical_names if n in recent], _rows(windows, step) + 1)
-        # stage 5's windows read its inputs' robust z, kept rather than computed again at every push; the inputs
-        # are kept too, for a new stage 5's baselines (``use_stage5``)
-        self.stage5_inputs = History(anomaly.inputs(), _rows(2 * anomaly.window_s, step))
-        self.stage5_z = History([*anomaly.inputs(), "network"], self.stage5_inputs.rows)  # its robust_z rows
+        # stage 5's windows read its inputs' robust z (``robust_z``'s rows), kept rather than computed again at
+        # every push; then the inputs, kept for a new stage 5's baselines (``use_stage5``), never assembled
+        self._z_width = len(anomaly.inputs()) + 1
+        self.stage5 = History([*(f"{m}:z" for m in anomaly.inputs()), "network:z", *anomaly.inputs()],
+                              _rows(2 * anomaly.window_s, step))  # fmt: skip
         self._key = [anomaly.inputs().index(m) for m in anomaly.key_metrics]  # stage 5's inputs: the entropies'
         self.patterns = RunningPatterns(len(self._key), anomaly.entropy_scales, anomaly.window_ns(),
                                         _rows(anomaly.window_s, step) + 1)  # fmt: skip
@@ -108,7 +109,7 @@ class StreamFeatures:
         self._pearson[:] = 0.0  # sums of the old baselines' z: summed again from the kept rows
 
     def bytes_per_host(self) -> int:
-        histories = (self.recent, self.stage5_inputs, self.stage5_z, self.baselines, self.patterns)
+        histories = (self.recent, self.stage5, self.baselines, self.patterns)
         per_host = (self._ewm, self._ewm_ns, self._stage5_baseline, self._pearson)  # a row per host, 8-byte values
         kept = sum(h.bytes_per_host() for h in histories if h is not None)
         return kept + sum(8 * int(np.prod(a.shape[1:])) for a in per_host)
@@ -132,7 +133,7 @@ class StreamFeatures:
         return FeatureRows(self.names, self.index, out, [host_names[h] for h in slots.tolist()], ts)
 
     def _reserve(self, hosts: int) -> None:
-        for history in (self.recent, self.stage5_inputs, self.stage5_z, self.baselines, self.patterns):
+        for history in (self.recent, self.stage5, self.baselines, self.patterns):
             if history is not None:
                 history.reserve(hosts)
         if hosts > len(self._ewm_ns):
@@ -165,14 +166,14 @@ class StreamFeatures:
         return security_arrays(all_ts, tuple(self._recent_columns(recent, SECURITY_INPUTS)), starts, emit, medians.T)
 
     def _stage5(self, hosts, host_names: list[str], new_starts, ts, values) -> np.ndarray:
-        inputs = self._columns(values, self.stage5_inputs.columns)
+        inputs = self._columns(values, self.stage5.columns[self._z_width :])
         entropy = self.patterns.push(hosts, new_starts, ts, inputs[:, self._key])
         self._look_up_baselines(hosts, host_names)
         baseline = self._stage5_baseline[hosts]
-        z = np.ascontiguousarray(self.anomaly.robust_z(inputs.T, new_starts, baseline[:, 0], baseline[:, 1]).T)
-        all_ts, kept_z, starts, emit = self.stage5_z.assemble(hosts, new_starts, ts, z)
-        self.stage5_z.append(hosts, new_starts, ts, z)
-        self.stage5_inputs.append(hosts, new_starts, ts, inputs)
+        z = self.anomaly.robust_z(inputs.T, new_starts, baseline[:, 0], baseline[:, 1])
+        kept = np.concatenate([z.T, inputs], axis=1)  # (rows, the history's columns)
+        all_ts, kept_z, starts, emit = self.stage5.assemble(hosts, new_starts, ts, kept, self._z_width)
+        self.stage5.append(hosts, new_starts, ts, kept)
         pearson_state = self._pearson[hosts]
         columns = self.anomaly.columns_of(all_ts, kept_z, starts, emit, entropy, pearson_state)
         self._pearson[hosts] = pearson_state
@@ -186,10 +187,10 @@ class StreamFeatures:
         median, scale = self.anomaly.baselines_of([host_names[h] for h in unseen.tolist()])
         self._stage5_baseline[unseen] = np.stack([median, scale], axis=1)
         # every slot of each ring (unfilled ones are NaN), a segment per host: z goes back slot for slot
-        kept = self.stage5_inputs.values[unseen]  # (hosts, inputs, rows)
+        kept = self.stage5.values[unseen, self._z_width :]  # (hosts, inputs, rows)
         segments = np.arange(len(unseen) + 1, dtype=np.int64) * kept.shape[2]
         z = self.anomaly.robust_z(np.concatenate(kept, axis=1), segments, median, scale)
-        self.stage5_z.values[unseen] = z.reshape(len(z), len(unseen), -1).transpose(1, 0, 2)
+        self.stage5.values[unseen, : self._z_width] = z.reshape(len(z), len(unseen), -1).transpose(1, 0, 2)
 
 
 def _rows(span_s: float, step_s: float) -> int:

@@ -36,15 +36,16 @@ class History:
     def bytes_per_host(self) -> int:
         return self.rows * (len(self.columns) + 1) * 8 + 16
 
-    def assemble(self, hosts: np.ndarray, new_starts: np.ndarray, new_ts: np.ndarray, new_values: np.ndarray):
+    def assemble(self, hosts: np.ndarray, new_starts: np.ndarray, new_ts: np.ndarray, new_values: np.ndarray,
+                 columns: int | None = None):  # fmt: skip
         """(ts, values, starts, emit_from): per host of hosts, its kept rows, then its new rows
         new_starts[i]:new_starts[i + 1] of new_ts / new_values (rows, columns in this history's order); values is
-        (columns, rows)."""
+        (columns, rows), of the first ``columns`` columns only when given (the others are kept, not read)."""
         kept = self.count[hosts]
         starts = np.zeros(len(hosts) + 1, dtype=np.int64)
         np.cumsum(kept + np.diff(new_starts), out=starts[1:])
         ts = np.empty(starts[-1], dtype=np.int64)
-        values = np.empty((len(self.columns), starts[-1]))
+        values = np.empty((len(self.columns) if columns is None else columns, starts[-1]))
         _assemble(hosts, kept, starts, new_starts, new_ts, new_values, self.ts, self.values, self.head, self.rows, ts,
                   values)  # fmt: skip
         return ts, values, starts, starts[:-1] + kept
