@@ -71,14 +71,12 @@ class XGBoostDetector(Detector):
                 scores[held_out] = self._score(matrix[held_out], X)
                 continue
             model = self._classifier(y[~held_out]).fit(matrix[~held_out], y[~held_out])
-            scores[held_out] = model.predict_proba(matrix[held_out])[:, 1]
+            scores[held_out] = _probability(model, matrix[held_out])
         return scores[y == 0]
 
     def _score(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
         self._predict_on(len(matrix))
-        # predict_proba's own value, from its booster: the wrapper's checks and configuration cost a live
-        # micro-batch more than the prediction
-        return self.model_.get_booster().inplace_predict(matrix, validate_features=False)
+        return _probability(self.model_, matrix)
 
     def _contributions(self, matrix: np.ndarray, X: pl.DataFrame) -> np.ndarray:
         threads = self._predict_on(len(matrix))
@@ -104,3 +102,9 @@ class XGBoostDetector(Detector):
         inputs = [(onnx_export.INPUT, FloatTensorType([None, len(self.features_)]))]
         model = convert_xgboost(self.model_, initial_types=inputs, target_opset=onnx_export.OPSET)
         return onnx_export.save(onnx_export.score_output(model, "probabilities", column=1), path)
+
+
+def _probability(classifier, matrix: np.ndarray) -> np.ndarray:
+    """The probability of class 1 of each row: predict_proba's own value, from the booster (the wrapper's checks
+    and configuration cost a live micro-batch more than the prediction)."""
+    return classifier.get_booster().inplace_predict(matrix, validate_features=False)

@@ -17,7 +17,7 @@ from amoskys.errors import InputError
 from amoskys.store.store import Store
 from amoskys.timeutil import now_ns
 
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode  # a detection's details: one per scored row
+_to_json = json.JSONEncoder(separators=(",", ":")).encode  # details, compact: a detection's for every scored row
 
 
 class Detection(NamedTuple):
@@ -77,7 +77,7 @@ def _detections_job(store: Store, detections: list[Detection]) -> Callable[[sqli
 
     def job(conn) -> int:
         rows = [
-            (store.host_id(conn, d.host), d.ts_ns, d.model_set, d.score, d.level, _compact_json(d.details))
+            (store.host_id(conn, d.host), d.ts_ns, d.model_set, d.score, d.level, _to_json(d.details))
             for d in detections
         ]
         sql = "INSERT INTO detections(host_id, ts_ns, model_set, score, level, details) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
@@ -107,7 +107,7 @@ def _alerts_job(store: Store, alerts: list[Alert]) -> Callable[[sqlite3.Connecti
             raise InputError(f"alert on {alert.host}: peak score must be 0..100 and status open or closed")
 
     def save(conn, alert: Alert) -> int:
-        values = (alert.end_ns, alert.peak_score, alert.level, alert.status, json.dumps(alert.details))
+        values = (alert.end_ns, alert.peak_score, alert.level, alert.status, _to_json(alert.details))
         if alert.id is None:
             return conn.execute(
                 "INSERT INTO alerts(host_id, start_ns, end_ns, peak_score, level, status, details) "
