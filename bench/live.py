@@ -9,7 +9,7 @@ alert level, the alert policy). Models and stage 5 are fitted first on another
 simulated fleet. The detector's lookback (an hour) goes first through the features
 untimed, as the detector's warm-up does, so that the timed --minutes run at the steady
 state: every window and baseline full, what a detector running for days pays. Prints
-events/s (and per CPU-second: the kernels use both cores), the state per host, and, on
+events/s (and per CPU-second, every thread of the process counted), the state per host, and, on
 the same events, River's Half-Space Trees (score then learn, one event at a time, on the
 canonical metrics) as a reference. Target: 50k events/s per core; < 64 KiB per host.
 """
